@@ -1,0 +1,7 @@
+"""``python -m repro.figures <paper>``."""
+
+import sys
+
+from repro.figures.cli import main
+
+sys.exit(main())

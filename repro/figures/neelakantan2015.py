@@ -1,0 +1,393 @@
+"""Neelakantan et al. 2015, "Adding Gradient Noise Improves Learning for Very Deep Networks".
+
+MNIST, 20 hidden layers x 50 ReLU units, plain SGD with learning rates {0.1, 0.01} x 20 seeds
+= 40 replicas per cell, annealed gradient noise sigma_t^2 = eta / (1 + t)^0.55 with eta = 0.01
+(papers.md section 1). Our per-run number is each replica's final test accuracy (percent); the
+paper reports best / average over its 40 runs (Table 1) without saying whether the per-run
+number is the last or the best epoch.
+
+Verdict rules (constants below; the words in each Claim.rule are what the code does):
+
+1. zero init: max over the no-noise replicas <= 12.4 % and
+   mean(noise) - mean(no noise) >= 30 points.
+2. simple init (per clipping setting): paired mean difference noise - no noise > 0, pairs
+   matched on (seed, optimizer.learning_rate), and best(noise) > best(no noise).
+3. good init (He, Sussillo-Abbott): |mean(noise) - mean(no noise)| < 1 point.
+4. 5-layer control: paired mean difference noise - no noise < 1 point (no gain beyond the
+   1-point band that claim 3 calls "equal").
+5. annealed vs fixed noise (same initial variance): paired mean difference annealed - fixed
+   > -1 point (at least as good, within the same band).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from repro.figures.core import (
+    Cell,
+    Claim,
+    ClaimOutcome,
+    PaperData,
+    PaperNumber,
+    PaperSpec,
+    TableSpec,
+    mark_not_run,
+    paired_difference,
+    plot_mean_band,
+    require_values,
+    save_figure,
+)
+
+PREFIX = "neelakantan2015/"
+LEARNING_RATE = "optimizer.learning_rate"
+PAIR_KEYS = ("seed", LEARNING_RATE)
+
+CHANCE_MAX = 12.4  # claim 1: a no-noise zero-init run "stays at chance" (digit 1 is 11.35 %)
+ZERO_INIT_MIN_LIFT = 30.0  # claim 1: points the noise must add to the mean
+EQUAL_WITHIN = 1.0  # claims 3-5: means closer than this many points count as equal
+
+# Cell key -> exact experiment name (summary.json "experiment" / config `name`) and the
+# paper's Table 1 best / average (percent). Rename experiments here only.
+CELLS = (
+    Cell("simple_noclip", PREFIX + "simple_noclip", PaperNumber(89.9, 43.1)),
+    Cell("simple_noclip_noise", PREFIX + "simple_noclip_noise", PaperNumber(96.7, 52.7)),
+    Cell("simple_dropout", PREFIX + "simple_dropout", PaperNumber(11.3, 10.8)),
+    Cell("simple_clip100", PREFIX + "simple_clip100", PaperNumber(90.0, 46.3)),
+    Cell("simple_clip100_noise", PREFIX + "simple_clip100_noise", PaperNumber(96.7, 52.3)),
+    Cell("simple_clip10", PREFIX + "simple_clip10", PaperNumber(95.7, 51.6)),
+    Cell("simple_clip10_noise", PREFIX + "simple_clip10_noise", PaperNumber(97.0, 53.6)),
+    Cell("sussillo_clip10", PREFIX + "sussillo_clip10", PaperNumber(97.4, 92.1)),
+    Cell("sussillo_clip10_noise", PREFIX + "sussillo_clip10_noise", PaperNumber(97.5, 92.2)),
+    Cell("he_clip10", PREFIX + "he_clip10", PaperNumber(97.4, 91.7)),
+    Cell("he_clip10_noise", PREFIX + "he_clip10_noise", PaperNumber(97.2, 91.7)),
+    Cell("zero_clip10", PREFIX + "zero_clip10", PaperNumber(11.4, 10.1)),
+    Cell("zero_clip10_noise", PREFIX + "zero_clip10_noise", PaperNumber(94.5, 49.7)),
+    # Ablations: the paper states these qualitatively, without numbers.
+    Cell("depth5_clip10", PREFIX + "depth5_simple_clip10"),
+    Cell("depth5_clip10_noise", PREFIX + "depth5_simple_clip10_noise"),
+    Cell("fixed_noise", PREFIX + "simple_clip10_noise_fixed"),
+    Cell("eta0.3", PREFIX + "simple_clip10_noise_eta0.3"),
+    Cell("eta1.0", PREFIX + "simple_clip10_noise_eta1.0"),
+)
+
+TABLES = (
+    TableSpec(
+        key="table1",
+        title="Table 1: MNIST, 20 x 50 ReLU, test accuracy % (best / average over runs)",
+        columns=("no noise", "with noise"),
+        rows=(
+            ("simple init, no gradient clipping", ("simple_noclip", "simple_noclip_noise")),
+            ("simple init, dropout instead of noise", ("simple_dropout", None)),
+            ("simple init, clip 100", ("simple_clip100", "simple_clip100_noise")),
+            ("simple init, clip 10", ("simple_clip10", "simple_clip10_noise")),
+            (
+                "good init (Sussillo & Abbott 2014), clip 10",
+                ("sussillo_clip10", "sussillo_clip10_noise"),
+            ),
+            ("good init (He et al. 2015), clip 10", ("he_clip10", "he_clip10_noise")),
+            ("zero init, clip 10", ("zero_clip10", "zero_clip10_noise")),
+        ),
+        note="Paper: 40 runs per cell (20 per learning rate in {0.1, 0.01}), eta = 0.01.",
+    ),
+    TableSpec(
+        key="depth",
+        title="Ablation: 5-layer network (simple init, clip 10)",
+        columns=("no noise", "with noise"),
+        rows=(("5 x 50 ReLU", ("depth5_clip10", "depth5_clip10_noise")),),
+        note="Paper: 'a 5-layer network gains nothing from noise' (no number given).",
+    ),
+    TableSpec(
+        key="noise",
+        title="Ablation: noise schedule and eta (20 layers, simple init, clip 10)",
+        columns=("test accuracy",),
+        rows=(
+            ("no noise", ("simple_clip10",)),
+            ("annealed, eta = 0.01 (default)", ("simple_clip10_noise",)),
+            ("fixed variance 0.01", ("fixed_noise",)),
+            ("annealed, eta = 0.3", ("eta0.3",)),
+            ("annealed, eta = 1.0", ("eta1.0",)),
+        ),
+        note="Paper: annealed noise worked better than fixed noise (no MNIST number given); "
+        "eta in {0.01, 0.3, 1.0} across its experiments, 0.01 on MNIST.",
+    ),
+)
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _best_mean(data: PaperData, key: str) -> dict[str, float]:
+    values = require_values(data, key)
+    return {"best": float(values.max()), "mean": float(values.mean()), "n": int(values.size)}
+
+
+def _paper(key: str) -> dict[str, float | None]:
+    number = next(cell.paper for cell in CELLS if cell.key == key)
+    return {"best": number.best, "mean": number.mean}
+
+
+def zero_init_claim(data: PaperData) -> ClaimOutcome:
+    no_noise = require_values(data, "zero_clip10")
+    noise = require_values(data, "zero_clip10_noise")
+    lift = float(noise.mean() - no_noise.mean())
+    ours = {
+        "no_noise": _best_mean(data, "zero_clip10"),
+        "noise": _best_mean(data, "zero_clip10_noise"),
+        "max_no_noise": float(no_noise.max()),
+        "mean_lift": lift,
+    }
+    passed = float(no_noise.max()) <= CHANCE_MAX and lift >= ZERO_INIT_MIN_LIFT
+    return ClaimOutcome(passed, ours)
+
+
+def simple_init_claim(no_noise: str, noise: str) -> Callable[[PaperData], ClaimOutcome]:
+    def evaluate(data: PaperData) -> ClaimOutcome:
+        paired = paired_difference(data, noise, no_noise, PAIR_KEYS)
+        ours = {
+            "no_noise": _best_mean(data, no_noise),
+            "noise": _best_mean(data, noise),
+            "paired": paired,
+        }
+        best_gain = ours["noise"]["best"] - ours["no_noise"]["best"]
+        ours["best_gain"] = best_gain
+        return ClaimOutcome(paired["mean_diff"] > 0 and best_gain > 0, ours)
+
+    return evaluate
+
+
+def equal_means_claim(no_noise: str, noise: str) -> Callable[[PaperData], ClaimOutcome]:
+    def evaluate(data: PaperData) -> ClaimOutcome:
+        ours = {"no_noise": _best_mean(data, no_noise), "noise": _best_mean(data, noise)}
+        ours["mean_diff"] = ours["noise"]["mean"] - ours["no_noise"]["mean"]
+        return ClaimOutcome(abs(ours["mean_diff"]) < EQUAL_WITHIN, ours)
+
+    return evaluate
+
+
+def depth5_claim(data: PaperData) -> ClaimOutcome:
+    paired = paired_difference(data, "depth5_clip10_noise", "depth5_clip10", PAIR_KEYS)
+    ours = {
+        "no_noise": _best_mean(data, "depth5_clip10"),
+        "noise": _best_mean(data, "depth5_clip10_noise"),
+        "paired": paired,
+    }
+    return ClaimOutcome(paired["mean_diff"] < EQUAL_WITHIN, ours)
+
+
+def annealed_claim(data: PaperData) -> ClaimOutcome:
+    paired = paired_difference(data, "simple_clip10_noise", "fixed_noise", PAIR_KEYS)
+    ours = {
+        "annealed": _best_mean(data, "simple_clip10_noise"),
+        "fixed": _best_mean(data, "fixed_noise"),
+        "paired": paired,
+    }
+    return ClaimOutcome(paired["mean_diff"] > -EQUAL_WITHIN, ours)
+
+
+_PAIRING = f"pairs matched on ({', '.join(PAIR_KEYS)})"
+
+
+def _simple_claim(claim_id: str, setting: str, no_noise: str, noise: str) -> Claim:
+    paper_no, paper_yes = _paper(no_noise), _paper(noise)
+    return Claim(
+        id=claim_id,
+        claim="simple init: noise raises the mean (paired by seed) and the best run",
+        setting=setting,
+        rule=f"paired mean difference noise - no noise > 0 ({_PAIRING}) "
+        "and best(noise) > best(no noise)",
+        cells=(no_noise, noise),
+        paper={
+            "no_noise": paper_no,
+            "noise": paper_yes,
+            "mean_gain": round(paper_yes["mean"] - paper_no["mean"], 2),
+            "best_gain": round(paper_yes["best"] - paper_no["best"], 2),
+        },
+        evaluate=simple_init_claim(no_noise, noise),
+    )
+
+
+def _good_init_claim(claim_id: str, setting: str, no_noise: str, noise: str) -> Claim:
+    paper_no, paper_yes = _paper(no_noise), _paper(noise)
+    return Claim(
+        id=claim_id,
+        claim="good init (He, Sussillo-Abbott): the means differ by < 1 point",
+        setting=setting,
+        rule=f"|mean(noise) - mean(no noise)| < {EQUAL_WITHIN} point (all replicas)",
+        cells=(no_noise, noise),
+        paper={
+            "no_noise": paper_no,
+            "noise": paper_yes,
+            "mean_diff": round(paper_yes["mean"] - paper_no["mean"], 2),
+        },
+        evaluate=equal_means_claim(no_noise, noise),
+    )
+
+
+CLAIMS = (
+    Claim(
+        id="1",
+        claim="zero init: every no-noise run stays at chance (<= 12.4%); "
+        "noise lifts the mean by >= 30 points",
+        setting="zero init, clip 10",
+        rule=f"max(no noise) <= {CHANCE_MAX} % and mean(noise) - mean(no noise) >= "
+        f"{ZERO_INIT_MIN_LIFT} points (all replicas)",
+        cells=("zero_clip10", "zero_clip10_noise"),
+        paper={
+            "no_noise": _paper("zero_clip10"),
+            "noise": _paper("zero_clip10_noise"),
+            "mean_lift": round(49.7 - 10.1, 2),
+        },
+        evaluate=zero_init_claim,
+    ),
+    _simple_claim(
+        "2a", "simple init, no gradient clipping", "simple_noclip", "simple_noclip_noise"
+    ),
+    _simple_claim("2b", "simple init, clip 100", "simple_clip100", "simple_clip100_noise"),
+    _simple_claim("2c", "simple init, clip 10", "simple_clip10", "simple_clip10_noise"),
+    _good_init_claim(
+        "3a", "Sussillo-Abbott init, clip 10", "sussillo_clip10", "sussillo_clip10_noise"
+    ),
+    _good_init_claim("3b", "He init, clip 10", "he_clip10", "he_clip10_noise"),
+    Claim(
+        id="4",
+        claim="5-layer control: no gain from noise",
+        setting="5 x 50 ReLU, simple init, clip 10",
+        rule=f"paired mean difference noise - no noise < {EQUAL_WITHIN} point ({_PAIRING})",
+        cells=("depth5_clip10", "depth5_clip10_noise"),
+        paper={"statement": "a 5-layer network gains nothing from noise", "value": None},
+        evaluate=depth5_claim,
+    ),
+    Claim(
+        id="5",
+        claim="annealed vs fixed noise of the same initial variance: annealed is at least as good",
+        setting="simple init, clip 10, eta = 0.01 annealed vs fixed variance 0.01",
+        rule=f"paired mean difference annealed - fixed > -{EQUAL_WITHIN} point ({_PAIRING})",
+        cells=("simple_clip10_noise", "fixed_noise"),
+        paper={"statement": "annealed noise worked better than fixed noise", "value": None},
+        evaluate=annealed_claim,
+    ),
+)
+
+
+# ----------------------------------------------------------------------------- figures
+
+CURVE_PANELS = (
+    ("simple init, no clipping", "simple_noclip", "simple_noclip_noise"),
+    ("simple init, clip 10", "simple_clip10", "simple_clip10_noise"),
+    ("He init, clip 10", "he_clip10", "he_clip10_noise"),
+    ("zero init, clip 10", "zero_clip10", "zero_clip10_noise"),
+)
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _plot_cells(ax: plt.Axes, data: PaperData, series: list[tuple[str, str, str]]) -> None:
+    """Curves of several cells on one axis: colour per cell, line style per learning rate."""
+    drawn = False
+    for key, label, color in series:
+        curves = data.curves(key)
+        if curves.empty:
+            continue
+        drawn = True
+        if LEARNING_RATE in curves.columns and curves[LEARNING_RATE].notna().any():
+            for index, (lr, part) in enumerate(sorted(curves.groupby(LEARNING_RATE))):
+                style = _LINESTYLES[index % len(_LINESTYLES)]
+                plot_mean_band(ax, part, f"{label}, lr {lr:g}", color=color, linestyle=style)
+        else:
+            plot_mean_band(ax, curves, label, color=color)
+    if drawn:
+        ax.legend(fontsize=7)
+    else:
+        mark_not_run(ax)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+
+
+def plot(data: PaperData, out_dir: Path) -> list[Path]:
+    """curves.{png,pdf} (Table 1 cells) and ablations.{png,pdf}."""
+    fig, axes = plt.subplots(
+        1, len(CURVE_PANELS), figsize=(4 * len(CURVE_PANELS), 3.4), sharey=True
+    )
+    for ax, (title, no_noise, noise) in zip(axes, CURVE_PANELS, strict=True):
+        _plot_cells(ax, data, [(no_noise, "no noise", "C0"), (noise, "noise", "C1")])
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle(
+        "MNIST 20 x 50 ReLU: mean over seeds per learning rate, band = +-1 std", fontsize=10
+    )
+    files = save_figure(fig, out_dir, "curves")
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    _plot_cells(
+        axes[0], data, [("depth5_clip10", "no noise", "C0"), ("depth5_clip10_noise", "noise", "C1")]
+    )
+    axes[0].set_title("5 layers, simple init, clip 10", fontsize=10)
+    _plot_cells(
+        axes[1],
+        data,
+        [("simple_clip10_noise", "annealed", "C1"), ("fixed_noise", "fixed", "C2")],
+    )
+    axes[1].set_title("annealed vs fixed noise (eta 0.01)", fontsize=10)
+    axes[0].set_ylabel("test accuracy (%)")
+    _plot_eta_bars(axes[2], data)
+    fig.suptitle("Ablations (simple init, clip 10)", fontsize=10)
+    files += save_figure(fig, out_dir, "ablations")
+    return files
+
+
+def _plot_eta_bars(ax: plt.Axes, data: PaperData) -> None:
+    """Mean final accuracy per eta (error bar: std over replicas; dot: best replica)."""
+    bars = [
+        ("0\n(no noise)", "simple_clip10"),
+        ("0.01", "simple_clip10_noise"),
+        ("0.3", "eta0.3"),
+        ("1.0", "eta1.0"),
+    ]
+    rows = []
+    for label, key in bars:
+        stats = data.stats(key)
+        rows.append({"label": label, "stats": stats})
+    frame = pd.DataFrame(rows)
+    positions = range(len(frame))
+    for position, row in zip(positions, frame.itertuples(), strict=True):
+        if row.stats is None:
+            ax.text(position, 1, "not run", ha="center", va="bottom", rotation=90, color="gray")
+            continue
+        ax.bar(
+            position,
+            row.stats.mean,
+            yerr=row.stats.std if row.stats.n > 1 else None,
+            color="C1",
+            alpha=0.7,
+            capsize=3,
+        )
+        ax.plot(position, row.stats.best, "k.", markersize=8)
+    ax.set_xticks(list(positions), list(frame["label"]))
+    ax.set_xlabel("eta (annealed)")
+    ax.set_ylim(0, 100)
+    ax.set_title("final accuracy vs eta (bar mean, dot best)", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+
+
+PAPER = PaperSpec(
+    name="neelakantan2015",
+    title="Neelakantan et al. 2015, Adding Gradient Noise Improves Learning for Very Deep Networks",
+    cells=CELLS,
+    tables=TABLES,
+    claims=CLAIMS,
+    plot=plot,
+    sweeps=("neelakantan2015",),
+    script="scripts/neelakantan2015.py",
+    breakdown=LEARNING_RATE,
+    notes=(
+        "Ours: final-epoch test accuracy of each replica. The paper does not say whether its "
+        "per-run number is the last or the best epoch, nor its batch size, epochs or bias init.",
+        "Paper numbers: Table 1 as condensed in papers.md section 1 (none marked unconfirmed); "
+        "the ablations are qualitative statements in the paper, so their paper column is '-'.",
+        "Averages mix learning rates 0.1 and 0.01 (20 seeds each); the paper's averages near "
+        "50% come from lr 0.01 converging slowly. The by-learning-rate table splits them.",
+    ),
+)
