@@ -1,0 +1,238 @@
+"""repro.figures: files produced, tables in percent, README, default paths, CLI, W&B path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from repro.figures import PAPERS, get_paper
+from repro.figures.core import load_paper_data
+from repro.figures.wandb_source import fetch_wandb_runs
+
+from .factory import RunFactory, make_job, replica
+
+REPO = Path(__file__).resolve().parents[2]
+P = "neelakantan2015/"
+
+
+def _figures(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "repro.figures", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=180,
+        env={
+            "PYTHONPATH": str(REPO),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "MPLBACKEND": "Agg",
+            **(env or {}),
+        },
+    )
+
+
+def _assert_figure_files(out: Path, stems: list[str]) -> None:
+    for stem in stems:
+        png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+
+
+def test_registry_lists_modules_and_rejects_unknown() -> None:
+    assert {"demo", "neelakantan2015"} <= set(PAPERS)
+    for name in PAPERS:
+        assert get_paper(name).name == name
+    with pytest.raises(ValueError, match=r"paper must be one of \[.*'demo'.*\], got 'nope'"):
+        get_paper("nope")
+
+
+def test_neelakantan_cli_tables_claims_figures_readme(runs: RunFactory, tmp_path: Path) -> None:
+    # Two Table 1 rows ran (2 seeds x 2 lrs each); everything else must read "not run".
+    runs.cell(P + "simple_clip10", [95.0, 30.0, 93.0, 32.0])  # best 95.0, mean 62.5
+    runs.cell(P + "simple_clip10_noise", [97.0, 33.0, 96.0, 34.0])  # best 97.0, mean 65.0
+    runs.cell(P + "zero_clip10", [11.35, 11.35, 11.35, 11.35])
+    runs.cell(P + "zero_clip10_noise", [90.0, 40.0, 91.0, 42.0], wall_time_s=321.0)
+    runs.cell(P + "he_clip10", [97.0, 90.0, 96.0, 91.0], finished=False)
+    out = tmp_path / "figs"
+    result = _figures(
+        "neelakantan2015", "--runs", str(runs.root), "--out-dir", str(out), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 finished job(s), 16 replica(s), 1 unfinished job(s) not counted" in result.stdout
+
+    _assert_figure_files(out, ["curves", "ablations"])
+    tables = (out / "tables.md").read_text()
+    row = (
+        "| simple init, clip 10 | 95.7 / 51.6 | 95.0 / 62.5 (n=4) | 97.0 / 53.6 | 97.0 / 65.0 (n=4)"
+    )
+    assert row + " |" in tables
+    assert (
+        "| zero init, clip 10 | 11.4 / 10.1 | 11.3 / 11.3 (n=4) | 94.5 / 49.7 | 91.0 / 65.8 (n=4) |"
+        in tables
+    )
+    assert (
+        "| good init (He et al. 2015), clip 10 | 97.4 / 91.7 | not run | 97.2 / 91.7 | not run |"
+        in tables
+    )
+    # Means split by learning rate: simple_clip10 at lr 0.1 -> (95 + 93) / 2 = 94.0
+    assert f"| {P}simple_clip10 | 31.0 (n=2) | 94.0 (n=2) |" in tables
+
+    payload = json.loads((out / "claims.json").read_text())
+    claims = {c["id"]: c for c in payload["claims"]}
+    assert payload["paper"] == "neelakantan2015"
+    assert claims["1"]["verdict"] == "reproduced"
+    assert claims["2c"]["verdict"] == "reproduced"
+    assert claims["3b"]["verdict"] == "not run"  # he_clip10 unfinished, noise cell absent
+    for claim in claims.values():
+        assert claim["verdict"] in ("reproduced", "not reproduced", "not run")
+        assert claim["command"].startswith("python -m repro.figures neelakantan2015 --runs ")
+        assert claim["rule"] and claim["paper"] is not None
+    assert claims["1"]["run_commands"] == [
+        f"python -m repro.train experiment={P}zero_clip10",
+        f"python -m repro.train experiment={P}zero_clip10_noise",
+    ]
+
+    readme = (out / "README.md").read_text()
+    assert "python -m repro.figures neelakantan2015 --runs" in readme
+    assert "## Runs used (4 finished jobs, 16 replicas)" in readme
+    assert "| abc1234 | 321 |" in readme  # git commit and wall time of the zero-noise job
+    assert "## Unfinished jobs (1, not counted)" in readme and f"{P}he_clip10" in readme
+
+
+def test_curves_are_per_epoch_means_in_percent(runs: RunFactory) -> None:
+    runs.cell(P + "simple_clip10", [90.0, 30.0, 70.0, 50.0])  # epochs=3, linear ramp
+    data = load_paper_data(get_paper("neelakantan2015"), [runs.root])
+    curves = data.curves("simple_clip10")
+    assert len(curves) == 4 * 3
+    lr01 = curves[curves["optimizer.learning_rate"] == 0.1].groupby("epoch")["value"].mean()
+    # lr 0.1 replicas end at 90 and 70 -> mean 80; epoch 1 is a third of that.
+    assert lr01.to_dict() == pytest.approx({1: 80 / 3, 2: 160 / 3, 3: 80.0})
+
+
+def test_demo_default_paths_from_output_root(runs: RunFactory, tmp_path: Path) -> None:
+    runs.multirun(
+        "demo",
+        [
+            dict(name="demo/no_noise", replicas=[replica(s, 0.90 + s / 100) for s in range(3)]),
+            dict(name="demo/noise", replicas=[replica(s, 0.91 + s / 100) for s in range(3)]),
+        ],
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    result = _figures("demo", cwd=work, env={"REPRO_OUTPUT_ROOT": str(runs.root)})
+    assert result.returncode == 0, result.stderr
+    out = work / "paper_figures" / "demo"
+    _assert_figure_files(out, ["curves"])
+    claim = json.loads((out / "claims.json").read_text())["claims"][0]
+    assert claim["verdict"] == "reproduced"
+    assert claim["ours"]["paired"]["mean_diff"] == pytest.approx(1.0)
+    assert f"`{runs.root / 'multirun' / 'demo'}`" in (out / "README.md").read_text()
+
+
+def test_demo_claim_flips_when_noise_hurts(runs: RunFactory, tmp_path: Path) -> None:
+    runs.job("demo/no_noise", [replica(s, 0.95) for s in range(3)])
+    runs.job("demo/noise", [replica(s, 0.90) for s in range(3)])
+    out = tmp_path / "demo"
+    result = _figures("demo", "--runs", str(runs.root), "--out-dir", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    claim = json.loads((out / "claims.json").read_text())["claims"][0]
+    assert claim["verdict"] == "not reproduced"
+    assert claim["ours"]["paired"]["mean_diff"] == pytest.approx(-5.0)
+
+
+def test_no_runs_still_writes_every_file_as_not_run(tmp_path: Path) -> None:
+    out = tmp_path / "figs"
+    result = _figures(
+        "demo",
+        "--out-dir",
+        str(out),
+        cwd=tmp_path,
+        env={"REPRO_OUTPUT_ROOT": str(tmp_path / "none")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "claims.json").read_text())["claims"][0]["verdict"] == "not run"
+    assert "not run" in (out / "tables.md").read_text()
+    assert "No finished runs found" in (out / "README.md").read_text()
+    _assert_figure_files(out, ["curves"])
+
+
+def test_cli_errors(tmp_path: Path) -> None:
+    unknown = _figures("nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "paper must be one of" in unknown.stderr
+    missing = _figures("demo", "--runs", str(tmp_path / "absent"), cwd=tmp_path)
+    assert missing.returncode == 2 and "run path does not exist" in missing.stderr
+    listing = _figures("--list", cwd=tmp_path)
+    assert listing.returncode == 0 and "neelakantan2015:" in listing.stdout
+
+
+class _FakeFile:
+    def __init__(self, name: str, source: Path) -> None:
+        self.name, self.source = name, source
+
+    def download(self, root: str, replace: bool) -> None:
+        if not (self.source / self.name).is_file():
+            raise ValueError(f"no file {self.name}")
+        target = Path(root) / self.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((self.source / self.name).read_bytes())
+
+
+class _FakeRun:
+    def __init__(
+        self,
+        run_id: str,
+        source: Path,
+        *,
+        state: str = "finished",
+        summary=None,
+        history=(),
+        config=None,
+    ) -> None:
+        self.id, self.source, self.state = run_id, source, state
+        self.summary, self.history, self.config = summary or {}, list(history), config or {}
+
+    def file(self, name: str) -> _FakeFile:
+        return _FakeFile(name, self.source)
+
+    def scan_history(self):
+        return iter(self.history)
+
+
+def test_wandb_runs_materialise_as_job_dirs(runs: RunFactory, tmp_path: Path) -> None:
+    # Run a: the engine saved its files with the run. Run b: only W&B summary and history.
+    saved = make_job(tmp_path / "src_a", "demo/no_noise", [replica(0, 0.9), replica(1, 0.8)])
+    summary_b = json.loads(saved.joinpath("summary.json").read_text()) | {
+        "experiment": "demo/noise"
+    }
+    history_b = [{"_step": 0, "epoch": 1, "test_accuracy": [0.5, 0.4]}, {"_step": 1, "loss": 1.0}]
+    empty = tmp_path / "src_b"
+    empty.mkdir()
+    api = SimpleNamespace(
+        runs=lambda project: [
+            _FakeRun("a", saved),
+            _FakeRun(
+                "b",
+                empty,
+                summary=summary_b,
+                history=history_b,
+                config={"overrides": ["optimizer=noisy_sgd"]},
+            ),
+            _FakeRun("c", empty, state="running", config={"name": "demo/noise"}),
+        ]
+    )
+    dest = fetch_wandb_runs("me/proj", tmp_path / "cache", api=api)
+    data = load_paper_data(get_paper("demo"), [dest])
+    assert sorted(job.name for job in data.jobs) == ["demo/no_noise", "demo/noise"]
+    assert len(data.unfinished) == 1 and data.unfinished[0].path.name == "c"
+    overrides = {job.path.name: job.overrides for job in data.jobs}
+    assert overrides == {"a": (), "b": ("optimizer=noisy_sgd",)}
+    assert (dest / "b" / "metrics.jsonl").read_text().strip() == json.dumps(
+        {"epoch": 1, "test_accuracy": [0.5, 0.4]}
+    )
+    assert data.stats("no_noise").mean == pytest.approx(85.0)
