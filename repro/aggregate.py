@@ -20,8 +20,9 @@ The tidy table has one row per (job, replica) with columns
   ``optimizer.learning_rate``);
 - one column per Hydra override key (``optimizer=noisy_sgd`` -> column ``optimizer``); a key
   that clashes with a fixed column or a grid hyperparameter gets the prefix ``override.``;
-- ``diverged``, ``final.<metric>`` and ``best.<metric>`` for every metric the summary holds;
-- ``wall_time_s`` and ``git_commit`` from the summary metadata.
+- ``diverged``, ``diverged_step``, then ``final.<metric>`` and ``best.<metric>`` for every
+  metric the summary holds (the engine writes a non-finite value as null: NaN here);
+- ``epochs`` (summary), ``wall_time_s`` and ``git_commit`` (summary metadata).
 
 The grouped view reports, per group, ``n`` (rows with a finite metric), ``mean``, ``std``
 (sample standard deviation, ddof = 1, so NaN for n = 1), ``best`` (max, or min for losses and
@@ -52,7 +53,8 @@ CONFIG_FILES = ("config_resolved.yaml", str(Path(".hydra") / "config.yaml"))
 _SKIP_DIRS = frozenset({".hydra", "checkpoints", "wandb", "__pycache__", ".git"})
 
 FIXED_COLUMNS = ("job", "name", "replica", "seed")
-TRAILING_COLUMNS = ("wall_time_s", "git_commit")
+STATUS_COLUMNS = ("diverged", "diverged_step")
+TRAILING_COLUMNS = ("epochs", "wall_time_s", "git_commit")
 OVERRIDE_PREFIX = "override."
 DEFAULT_METRIC = "final.test_accuracy"
 
@@ -267,7 +269,7 @@ def replicas_frame(jobs: Sequence[JobRecord]) -> pd.DataFrame:
                 hparam_keys[key] = None
         for key in parse_overrides(job.overrides):
             override_keys[key] = None
-    reserved = set(FIXED_COLUMNS) | set(TRAILING_COLUMNS) | {"diverged"} | set(hparam_keys)
+    reserved = set(FIXED_COLUMNS) | set(STATUS_COLUMNS) | set(TRAILING_COLUMNS) | set(hparam_keys)
     override_column = {
         key: OVERRIDE_PREFIX + key
         if key in reserved or key.startswith(("final.", "best."))
@@ -287,11 +289,13 @@ def replicas_frame(jobs: Sequence[JobRecord]) -> pd.DataFrame:
             row.update(replica.get("hparams") or {})
             row.update({override_column[key]: value for key, value in overrides.items()})
             row["diverged"] = bool(replica.get("diverged", False))
+            row["diverged_step"] = replica.get("diverged_step")
             metrics = _flatten("final", replica.get("final")) | _flatten(
                 "best", replica.get("best")
             )
             metric_keys.update(dict.fromkeys(metrics))
             row.update(metrics)
+            row["epochs"] = job.summary.get("epochs")
             row["wall_time_s"] = metadata.get("wall_time_s")
             row["git_commit"] = metadata.get("git_commit")
             rows.append(row)
@@ -299,7 +303,7 @@ def replicas_frame(jobs: Sequence[JobRecord]) -> pd.DataFrame:
         *FIXED_COLUMNS,
         *hparam_keys,
         *(override_column[k] for k in override_keys),
-        "diverged",
+        *STATUS_COLUMNS,
         *sorted(metric_keys, key=lambda k: (not k.startswith("final."), k)),
         *TRAILING_COLUMNS,
     ]

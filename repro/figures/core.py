@@ -71,12 +71,21 @@ class Cell:
     """One experiment: ``name`` is matched exactly against summary.json's experiment name.
 
     ``key`` is the short id the tables, claims and plots use, so renaming an experiment means
-    editing ``name`` only.
+    editing ``name`` only. ``where`` selects part of the experiment's replicas by the value of
+    replica columns (e.g. ``{"noise.eta": 0.0}`` when one run holds a grid over eta).
     """
 
     key: str
     name: str
     paper: PaperNumber | None = None
+    where: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The experiment name, plus the replica selection if any: ``demo[noise.eta=0.0]``."""
+        if not self.where:
+            return self.name
+        return self.name + "[" + ",".join(f"{k}={v}" for k, v in self.where) + "]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +140,8 @@ class PaperSpec:
 
     def __post_init__(self) -> None:
         keys = [cell.key for cell in self.cells]
-        names = [cell.name for cell in self.cells]
-        for what, values in (("cell key", keys), ("cell name", names)):
+        names = [(cell.name, cell.where) for cell in self.cells]
+        for what, values in (("cell key", keys), ("cell name and where", names)):
             duplicates = sorted({v for v in values if values.count(v) > 1})
             if duplicates:
                 raise ValueError(f"{what}s must be unique in paper {self.name}, got {duplicates}")
@@ -207,10 +216,15 @@ class PaperData:
         return not self.cell(key).empty
 
     def cell(self, key: str) -> pd.DataFrame:
-        name = self.spec.cell(key).name
+        cell = self.spec.cell(key)
         if self.replicas.empty:
             return self.replicas
-        return self.replicas[self.replicas["name"] == name]
+        selected = self.replicas["name"] == cell.name
+        for column, value in cell.where:
+            if column not in self.replicas.columns:
+                return self.replicas.iloc[0:0]
+            selected &= self.replicas[column] == value
+        return self.replicas[selected]
 
     def values(self, key: str) -> np.ndarray:
         """Finite per-replica values of the paper metric, scaled (percent)."""
@@ -375,7 +389,7 @@ def evaluate_claims(data: PaperData, command: str) -> list[dict[str, Any]]:
                 runs.append(command_line)
     entries = []
     for claim in data.spec.claims:
-        cells = {key: data.spec.cell(key).name for key in claim.cells}
+        cells = {key: data.spec.cell(key).label for key in claim.cells}
         missing = [key for key in claim.cells if not data.has(key)]
         entry: dict[str, Any] = {
             "id": claim.id,
@@ -389,7 +403,13 @@ def evaluate_claims(data: PaperData, command: str) -> list[dict[str, Any]]:
             "verdict": NOT_RUN,
             "reason": "",
             "command": command,
-            "run_commands": [c for name in cells.values() for c in commands_by_name.get(name, [])],
+            "run_commands": list(
+                dict.fromkeys(
+                    command_line
+                    for key in claim.cells
+                    for command_line in commands_by_name.get(data.spec.cell(key).name, [])
+                )
+            ),
         }
         if missing:
             entry["reason"] = "no finished runs for cell(s): " + ", ".join(
@@ -459,7 +479,7 @@ def breakdown_table(data: PaperData, column: str) -> str:
         rows = data.cell(cell.key)
         if rows.empty:
             continue
-        line = [cell.name]
+        line = [cell.label]
         for level in levels:
             values = pd.to_numeric(rows.loc[rows[column] == level, data.spec.metric], "coerce")
             values = values[np.isfinite(values)] * data.spec.scale

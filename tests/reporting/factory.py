@@ -20,7 +20,7 @@ LR = "optimizer.learning_rate"
 
 def replica(
     seed: int,
-    accuracy: float,
+    accuracy: float | None,
     learning_rate: float | None = 0.1,
     *,
     diverged: bool = False,
@@ -34,7 +34,7 @@ def replica(
         "hparams": hparams,
         "accuracy": accuracy,
         "diverged": diverged,
-        "loss": 1.0 - accuracy if loss is None else loss,
+        "loss": (1.0 - (accuracy or 0.0)) if loss is None else loss,
         "best": accuracy if best is None else best,
     }
 
@@ -71,17 +71,27 @@ def make_job(
                 "examples_per_s": 1000.0,
                 "train_loss": [r["loss"] + (1 - fraction) for r in replicas],
                 "test_loss": [r["loss"] + (1 - fraction) for r in replicas],
-                "test_accuracy": [r["accuracy"] * fraction for r in replicas],
+                "test_accuracy": [
+                    None if r["accuracy"] is None else r["accuracy"] * fraction for r in replicas
+                ],
                 "diverged": [r["diverged"] for r in replicas],
             }
             handle.write(json.dumps(record) + "\n")
     if not finished:
         return job_dir
     accuracies = [r["accuracy"] for r in replicas]
+    finite = [a for a in accuracies if a is not None]
+    grid_keys = sorted({key for r in replicas for key in r["hparams"]})
     summary = {
         "status": status,
         "experiment": name,
-        "objective": statistics.mean(accuracies),
+        "objective": statistics.mean(finite) if finite else None,
+        "objective_metric": "test_accuracy",
+        "objective_mode": "max",
+        "num_replicas": len(replicas),
+        "grid_key": grid_keys[0] if grid_keys else None,
+        "epochs": epochs,
+        "steps": epochs * 10,
         "replicas": [
             {
                 "index": index,
@@ -94,18 +104,21 @@ def make_job(
                 },
                 "best": {"test_accuracy": r["best"], "epoch": epochs},
                 "diverged": r["diverged"],
+                "diverged_step": 7 if r["diverged"] else None,
             }
             for index, r in enumerate(replicas)
         ],
         "aggregate": {
             "test_accuracy": {
-                "mean": statistics.mean(accuracies),
-                "std": statistics.pstdev(accuracies),
-                "min": min(accuracies),
-                "max": max(accuracies),
-                "median": statistics.median(accuracies),
+                "mean": statistics.mean(finite) if finite else None,
+                "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
+                "min": min(finite, default=None),
+                "max": max(finite, default=None),
+                "median": statistics.median(finite) if finite else None,
+                "count": len(finite),
             }
         },
+        "aggregate_by_grid": {},
         "metadata": {
             "git_commit": git_commit,
             "git_dirty": False,

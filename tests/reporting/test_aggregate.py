@@ -212,3 +212,14 @@ def test_cli_errors(tmp_path: Path, runs: RunFactory) -> None:
     nothing = _cli(str(empty), cwd=tmp_path)
     assert nothing.returncode == 1
     assert "0 replica rows from 0 finished job(s)" in nothing.stdout
+
+
+def test_null_metric_of_diverged_replica_is_nan_not_counted(runs: RunFactory) -> None:
+    # The engine writes non-finite values as null; they must not enter n, mean or best.
+    runs.job("d", [replica(0, 0.5), replica(1, None, diverged=True), replica(2, 0.7)])
+    frame = load_runs([runs.root]).frame()
+    assert frame["final.test_accuracy"].isna().tolist() == [False, True, False]
+    assert frame["diverged_step"].tolist()[1] == 7
+    row = group_summary(frame).iloc[0]
+    assert (row["n"], row["n_diverged"]) == (2, 1)
+    assert row["mean"] == pytest.approx(0.6)

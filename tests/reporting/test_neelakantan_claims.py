@@ -167,3 +167,13 @@ def test_rerun_replicas_count_once_newest_wins(runs: RunFactory) -> None:
     assert len(data.cell("he_clip10")) == 4
     assert data.stats("he_clip10").mean == pytest.approx(55.5)
     assert len(data.jobs) == 1
+
+
+def test_table_entry_reports_diverged_and_excluded_null(runs: RunFactory) -> None:
+    specs = [replica(0, 0.9), replica(1, None, diverged=True), replica(2, 0.5, diverged=True)]
+    runs.job(P + "simple_noclip", specs)
+    data = load_paper_data(PAPER, [runs.root])
+    stats = data.stats("simple_noclip")
+    assert (stats.n, stats.n_missing, stats.n_diverged) == (2, 1, 2)
+    assert stats.format() == "90.0 / 70.0 (n=2, 2 diverged, 1 NaN excluded)"
+    assert data.curves("simple_noclip")["seed"].unique().tolist() == [0, 2]
