@@ -79,6 +79,11 @@ class Cell:
     name: str
     paper: PaperNumber | None = None
     where: tuple[tuple[str, Any], ...] = ()
+    experiment: str | None = None  # Hydra `experiment=` option that runs it; None: ``name``
+
+    @property
+    def experiment_option(self) -> str:
+        return self.experiment or self.name
 
     @property
     def label(self) -> str:

@@ -236,3 +236,28 @@ def test_wandb_runs_materialise_as_job_dirs(runs: RunFactory, tmp_path: Path) ->
         {"epoch": 1, "test_accuracy": [0.5, 0.4]}
     )
     assert data.stats("no_noise").mean == pytest.approx(85.0)
+
+
+def test_paper_script_dry_run_prints_the_hydra_multirun(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "neelakantan2015.py"),
+            "--dry-run",
+            "--cells",
+            "zero_clip10,zero_clip10_noise",
+            "trainer.epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"-m repro.train -m experiment={P}zero_clip10,{P}zero_clip10_noise "
+        "sweep_name=neelakantan2015 trainer.epochs=1" in result.stdout
+    )
+    assert "$ python -m repro.figures neelakantan2015" in result.stdout
+    assert not (tmp_path / "paper_figures").exists()  # dry run: nothing written

@@ -1,0 +1,82 @@
+"""Run a paper's sweep through the Hydra app, then its figures (for ``scripts/<paper>.py``).
+
+The training command is one Hydra multirun over the paper's experiments::
+
+    python -m repro.train -m experiment=<paper>/<cell>,<paper>/<cell>,... sweep_name=<sweep> \\
+        [extra overrides]
+
+so every job lands under ``$REPRO_OUTPUT_ROOT/multirun/<sweep>/`` where ``python -m
+repro.figures <paper>`` looks by default. Finished jobs are skipped by the engine on a rerun,
+so an interrupted sweep resumes by running the script again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from repro.figures.cli import main as figures_main
+from repro.figures.core import PaperSpec
+from repro.figures.registry import get_paper
+
+
+def train_command(
+    spec: PaperSpec, cell_keys: Sequence[str] | None = None, overrides: Sequence[str] = ()
+) -> list[str]:
+    """The ``python -m repro.train -m ...`` argv that runs the chosen cells (default: all)."""
+    if cell_keys:
+        known = [cell.key for cell in spec.cells]
+        unknown = [key for key in cell_keys if key not in known]
+        if unknown:
+            raise ValueError(f"cells must be among {known}, got {unknown}")
+        cells = [spec.cell(key) for key in cell_keys]
+    else:
+        cells = list(spec.cells)
+    experiments = ",".join(dict.fromkeys(cell.experiment_option for cell in cells))
+    sweep = spec.sweeps[0] if spec.sweeps else spec.name
+    return [
+        sys.executable,
+        "-m",
+        "repro.train",
+        "-m",
+        f"experiment={experiments}",
+        f"sweep_name={sweep}",
+        *overrides,
+    ]
+
+
+def run_paper(paper: str, argv: Sequence[str] | None = None) -> int:
+    """CLI of a paper script: train (unless --skip-train), then write the paper's figures."""
+    spec = get_paper(paper)
+    parser = argparse.ArgumentParser(
+        prog=f"python scripts/{paper}.py",
+        description=f"Run the {paper} sweep with `python -m repro.train -m`, then "
+        f"`python -m repro.figures {paper}`. Unknown arguments are Hydra overrides "
+        "(e.g. trainer.epochs=2 replicas.seeds=2 for a smoke run).",
+    )
+    parser.add_argument("--cells", help="comma-separated cell keys to run (default: all)")
+    parser.add_argument("--skip-train", action="store_true", help="only regenerate figures")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--out-dir", help="figures output dir (default paper_figures/<paper>)")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        cells = [key for key in (args.cells or "").split(",") if key]
+        command = train_command(spec, cells, overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    figures_argv = [paper] + (["--out-dir", args.out_dir] if args.out_dir else [])
+    print("$ " + shlex.join(command))
+    print("$ " + shlex.join(["python", "-m", "repro.figures", *figures_argv]))
+    if args.dry_run:
+        return 0
+    status = 0
+    if not args.skip_train:
+        status = subprocess.run(command, check=False).returncode
+        if status != 0:
+            print(f"training exited with {status}; figures use the runs that finished")
+    figures_status = figures_main(figures_argv)
+    return status or figures_status
