@@ -1,0 +1,162 @@
+"""Whole-config validation, run before any data loading or compilation.
+
+Every check raises ``ValueError`` with one line naming the full config key, the value and the
+allowed range, e.g. ``optimizer.learning_rate must be > 0, got -1.0``. Checks that need the
+data (batch size vs. training-set size) live in `validate_against_data`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from repro.engine.instantiate import get_dotted
+from repro.engine.optimizers import NOISE_KINDS
+from repro.engine.replicas import plan_from_config
+from repro.engine.schedules import validate_schedule
+from repro.engine.tasks import TASKS
+
+LOGGERS = ("none", "wandb")
+WANDB_MODES = ("online", "offline", "disabled")
+OBJECTIVE_REDUCE = ("mean", "median", "max", "min")
+PROGRESS = ("auto", "always", "never", True, False)
+
+# Optimizer/noise arguments with a known valid range, checked wherever they appear.
+_POSITIVE = ("learning_rate",)
+_NONNEGATIVE = ("eta", "gamma", "weight_decay", "eps", "eps_root", "alpha")
+_UNIT_INTERVAL_OPEN = ("momentum", "b1", "b2", "decay")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require_int(key: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+
+
+def _require_number(key: str, value: Any) -> float:
+    if not _is_number(value) or not math.isfinite(float(value)):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_hparam(key: str, value: Any) -> None:
+    """Range check of one optimizer/noise hyperparameter by its last name component."""
+    leaf = key.rsplit(".", 1)[-1]
+    if value is None:
+        return
+    if leaf in _POSITIVE and _require_number(key, value) <= 0:
+        raise ValueError(f"{key} must be > 0, got {value!r}")
+    if leaf in _NONNEGATIVE and _require_number(key, value) < 0:
+        raise ValueError(f"{key} must be >= 0, got {value!r}")
+    if leaf in _UNIT_INTERVAL_OPEN and not 0 <= _require_number(key, value) < 1:
+        raise ValueError(f"{key} must be in [0, 1), got {value!r}")
+    if key == "trainer.clip_norm" and _require_number(key, value) <= 0:
+        raise ValueError(f"{key} must be > 0 or null, got {value!r}")
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first invalid key of the plain (resolved) config."""
+    if not isinstance(cfg.get("name"), str) or not cfg["name"]:
+        raise ValueError(f"name must be a non-empty string, got {cfg.get('name')!r}")
+    _require_int("seed", cfg.get("seed"), 0)
+    if cfg.get("task") not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {cfg.get('task')!r}")
+
+    trainer = cfg.get("trainer") or {}
+    _require_int("trainer.epochs", trainer.get("epochs"), 1)
+    _require_int("trainer.batch_size", trainer.get("batch_size"), 1)
+    _require_int("trainer.eval_batch_size", trainer.get("eval_batch_size", 1000), 1)
+    _require_int("trainer.eval_every_epochs", trainer.get("eval_every_epochs", 1), 1)
+    _require_int("trainer.checkpoint_every_epochs", trainer.get("checkpoint_every_epochs", 1), 0)
+    _require_int("trainer.checkpoint_max_to_keep", trainer.get("checkpoint_max_to_keep", 2), 1)
+    _require_int("trainer.chunks_per_epoch", trainer.get("chunks_per_epoch", 1), 1)
+    _require_int("trainer.eval_train_examples", trainer.get("eval_train_examples", 0), 0)
+    if trainer.get("data_seed") is not None:
+        _require_int("trainer.data_seed", trainer.get("data_seed"), 0)
+    check_hparam("trainer.clip_norm", trainer.get("clip_norm"))
+    if trainer.get("progress", "auto") not in PROGRESS:
+        raise ValueError(
+            f"trainer.progress must be one of auto/always/never, got {trainer.get('progress')!r}"
+        )
+
+    replicas = cfg.get("replicas") or {}
+    _require_int("replicas.seeds", replicas.get("seeds", 1), 1)
+    plan = plan_from_config(cfg)
+    if plan.grid_key is not None:
+        try:
+            get_dotted(cfg, plan.grid_key)
+        except KeyError:
+            group = plan.grid_key.split(".", 1)[0]
+            keys = sorted(k for k in (cfg.get(group) or {}) if not k.startswith("_"))
+            raise ValueError(
+                f"replicas.grid.key={plan.grid_key!r} names no key of the config "
+                f"({group} has: {', '.join(keys)})"
+            ) from None
+        for value in plan.grid_values:
+            check_hparam(plan.grid_key, value)
+
+    optimizer = cfg.get("optimizer") or {}
+    if "_target_" not in optimizer:
+        raise ValueError("optimizer._target_ is missing (choose one with optimizer=<name>)")
+    if "learning_rate" not in optimizer:
+        raise ValueError("optimizer.learning_rate is missing")
+    for key, value in optimizer.items():
+        if key != "schedule" and not key.startswith("_"):
+            check_hparam(f"optimizer.{key}", value)
+    validate_schedule(optimizer.get("schedule"), int(trainer["epochs"]))
+
+    noise = cfg.get("noise") or {}
+    kind = noise.get("kind", "none")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"noise.kind must be one of {NOISE_KINDS}, got {kind!r}")
+    if kind != "none" and "_target_" not in noise:
+        raise ValueError(f"noise._target_ is missing for noise.kind={kind!r}")
+    for key, value in noise.items():
+        if not key.startswith("_") and key != "kind":
+            check_hparam(f"noise.{key}", value)
+
+    model = cfg.get("model") or {}
+    if "_target_" not in model:
+        raise ValueError("model._target_ is missing (choose one with model=<name>)")
+    data = cfg.get("data") or {}
+    if "_target_" not in data:
+        raise ValueError("data._target_ is missing (choose one with data=<name>)")
+
+    logger = cfg.get("logger") or {}
+    if logger.get("name", "none") not in LOGGERS:
+        raise ValueError(f"logger.name must be one of {LOGGERS}, got {logger.get('name')!r}")
+    if logger.get("name") == "wandb" and logger.get("mode", "offline") not in WANDB_MODES:
+        raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {logger.get('mode')!r}")
+
+    objective = cfg.get("objective") or {}
+    if objective.get("reduce", "mean") not in OBJECTIVE_REDUCE:
+        raise ValueError(
+            f"objective.reduce must be one of {OBJECTIVE_REDUCE}, got {objective.get('reduce')!r}"
+        )
+    if objective.get("mode") not in (None, "max", "min"):
+        raise ValueError(f"objective.mode must be max or min, got {objective.get('mode')!r}")
+
+
+def validate_against_data(cfg: Mapping[str, Any], num_train: int, examples_per_step: int) -> None:
+    """Checks that need the training-set size."""
+    batch_size = cfg["trainer"]["batch_size"]
+    if examples_per_step > num_train:
+        extra = (
+            f" (the noise consumes {examples_per_step} examples per step)"
+            if examples_per_step != batch_size
+            else ""
+        )
+        raise ValueError(
+            f"trainer.batch_size={batch_size} is larger than the training set "
+            f"({num_train} examples){extra}"
+        )
+    eval_train = cfg["trainer"].get("eval_train_examples", 0) or 0
+    if eval_train > num_train:
+        raise ValueError(
+            f"trainer.eval_train_examples must be <= the training-set size {num_train}, "
+            f"got {eval_train}"
+        )

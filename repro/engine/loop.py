@@ -1,0 +1,464 @@
+"""`train_and_evaluate(cfg, workdir)`: one run of R replicas, from config to summary.json.
+
+Order of work, and why:
+1. validate the whole config (ValueError naming the key) -- before anything slow;
+2. skip a finished run whose stored config matches, refuse a different config in the same
+   directory (the directory is a function of the command line);
+3. load data, build the model (constructors validate their arguments), validate batch size;
+4. compile init / chunk / eval programs once; restore the latest checkpoint if there is one
+   and drop `metrics.jsonl` records past it;
+5. per epoch: run the epoch in a few scanned chunks (progress bar between chunks), evaluate,
+   run diagnostics hooks, append the record, log, checkpoint;
+6. write `summary.json` atomically (only now: an unfinished run has none).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from repro import run_metadata
+from repro.engine import outputs as out
+from repro.engine import replicas as rep
+from repro.engine.checkpointing import Checkpointer
+from repro.engine.config_validation import validate_against_data, validate_config
+from repro.engine.epoch import make_chunk_fn, make_order_fn
+from repro.engine.evaluation import make_eval_fn, pad_to_batches
+from repro.engine.hooks import EpochHook, HookContext
+from repro.engine.instantiate import call_target, to_plain
+from repro.engine.optimizers import UpdateRule
+from repro.engine.progress import Progress
+from repro.engine.steps import ReplicaModel, make_init_fn
+from repro.engine.tasks import get_task, num_outputs_for
+from repro.engine.train_state import TrainState, reset_sums
+from repro.loggers import build_logger
+
+# Config keys that do not change what a run computes: a stored run whose config differs only
+# in these is the same run (it may be resumed, or skipped when finished).
+NON_RESULT_KEYS = (
+    "logger",
+    "paths",
+    "sweep_name",
+    "trainer.progress",
+    "trainer.overwrite",
+    "trainer.chunks_per_epoch",
+    "trainer.checkpoint_every_epochs",
+    "trainer.checkpoint_max_to_keep",
+)
+HOOK_STREAM = 1_000_003
+# Orbax logs every save at INFO through absl (dozens of lines per checkpoint).
+QUIET_LOGGERS = (
+    "absl",
+    "orbax",
+    "jax._src.xla_bridge",
+)  # fold-in id of the diagnostics key, disjoint from training streams
+
+
+def _drop_keys(tree: Mapping[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:
+    tree = dict(tree)
+    for dotted in dotted_keys:
+        head, _, rest = dotted.partition(".")
+        if head not in tree:
+            continue
+        if rest and isinstance(tree[head], Mapping):
+            tree[head] = _drop_keys(tree[head], (rest,))
+        elif not rest:
+            del tree[head]
+    return tree
+
+
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain configs."""
+    keys = sorted(set(a) | set(b))
+    diffs: list[str] = []
+    for key in keys:
+        name = f"{prefix}{key}"
+        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            diffs.extend(config_differences(va, vb, f"{name}."))
+        elif va != vb:
+            diffs.append(name)
+    return diffs
+
+
+def result_config(container: Mapping[str, Any]) -> dict[str, Any]:
+    return _drop_keys(container, NON_RESULT_KEYS)
+
+
+def prepare_workdir(
+    workdir: Path, container: Mapping[str, Any], overwrite: bool
+) -> dict[str, Any] | None:
+    """The stored summary if this exact run already finished; else clear the way to run."""
+    metrics = workdir / out.METRICS_FILE
+    summary_path = workdir / out.SUMMARY_FILE
+    checkpoints = workdir / out.CHECKPOINT_DIR
+    stored_config = workdir / out.CONFIG_FILE
+    has_outputs = metrics.exists() or summary_path.exists() or checkpoints.exists()
+    if overwrite:
+        for path in (metrics, summary_path):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return None
+    if has_outputs and stored_config.exists():
+        stored = OmegaConf.to_container(OmegaConf.load(stored_config), resolve=False)
+        diffs = config_differences(result_config(stored), result_config(container))
+        if diffs:
+            shown = ", ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else "")
+            raise ValueError(
+                f"{workdir} holds a run with a different config (differs in: {shown}); "
+                "pass trainer.overwrite=true to replace it, or use another output dir"
+            )
+    summary = out.read_summary(workdir)
+    if summary is not None and summary.get("status") == "finished":
+        return summary
+    return None
+
+
+def _prefix_model_error(error: ValueError, spec: Mapping[str, Any], group: str) -> ValueError:
+    """`depth must be >= 1` -> `model.depth must be >= 1` when `depth` is a key of the node."""
+    message = str(error)
+    first = message.split(" ", 1)[0]
+    if first in spec and not first.startswith(f"{group}."):
+        return ValueError(f"{group}.{message}")
+    return error
+
+
+def build_model(spec: Mapping[str, Any], num_outputs: int) -> Any:
+    overrides = {"num_outputs": num_outputs} if spec.get("num_outputs") is None else {}
+    try:
+        return call_target(spec, **overrides)
+    except ValueError as error:
+        raise _prefix_model_error(error, spec, "model") from None
+
+
+def load_data(spec: Mapping[str, Any]) -> Any:
+    try:
+        return call_target(spec)
+    except ValueError as error:
+        raise _prefix_model_error(error, spec, "data") from None
+
+
+def build_hooks(spec: Mapping[str, Any] | None) -> dict[str, EpochHook]:
+    hooks: dict[str, EpochHook] = {}
+    for name, node in (spec or {}).items():
+        if node is None:  # an experiment can disable an inherited hook with `name: null`
+            continue
+        try:
+            hooks[name] = call_target(node)
+        except ValueError as error:
+            raise ValueError(f"diagnostics.{name}: {error}") from None
+    return hooks
+
+
+def _reduce(values: list[float | None], how: str) -> float:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return float("nan")
+    fn = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min}[how]
+    return float(fn(finite))
+
+
+def _hydra_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # no Hydra context (called from Python)
+        return []
+
+
+def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path) -> dict[str, Any]:
+    """Run (or resume, or skip) the experiment `cfg` in `workdir`; returns summary.json's dict.
+
+    The returned dict carries `"already_finished": True` when the run had finished before.
+    """
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    start_time = run_metadata.now_iso()
+    wall_start = time.perf_counter()
+    workdir = Path(workdir)
+    if isinstance(cfg, DictConfig):
+        container = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        container = OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True)
+    plain = to_plain(container)
+    validate_config(plain)
+    trainer = plain["trainer"]
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    finished = prepare_workdir(workdir, container, bool(trainer.get("overwrite", False)))
+    if finished is not None:
+        return {**finished, "already_finished": True}
+    OmegaConf.save(OmegaConf.create(container), workdir / out.CONFIG_FILE)
+
+    # ---- data, model, update rule (all validation before compiling) ----
+    plan = rep.plan_from_config(plain)
+    task = get_task(plain["task"])
+    dataset = load_data(plain["data"])
+    x_train, y_train = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
+    num_train = int(x_train.shape[0])
+    epochs = int(trainer["epochs"])
+    batch_size = int(trainer["batch_size"])
+    rule0 = UpdateRule(plain["optimizer"], plain["noise"], trainer.get("clip_norm"), 1, 1)
+    examples_per_step = rule0.examples_per_step(batch_size)
+    validate_against_data(plain, num_train, examples_per_step)
+    steps_per_epoch = num_train // examples_per_step
+    total_steps = epochs * steps_per_epoch
+    rule = UpdateRule(
+        plain["optimizer"], plain["noise"], trainer.get("clip_norm"), total_steps, steps_per_epoch
+    )
+    model = build_model(plain["model"], num_outputs_for(task, dataset.num_classes, y_train))
+    hooks = build_hooks(plain.get("diagnostics"))
+    program = ReplicaModel(model, task, rule, examples_per_step)
+    shared_order = bool(trainer.get("shared_data_order", True))
+
+    # ---- device data and compiled programs ----
+    train_data = {"x": jnp.asarray(x_train), "y": jnp.asarray(y_train)}
+    eval_sets = {
+        "test": {
+            k: jnp.asarray(v)
+            for k, v in pad_to_batches(
+                {"x": dataset.x_test, "y": dataset.y_test}, trainer.get("eval_batch_size", 1000)
+            ).items()
+        }
+    }
+    eval_train = int(trainer.get("eval_train_examples", 0) or 0)
+    if eval_train:
+        eval_sets["train_eval"] = {
+            k: jnp.asarray(v)
+            for k, v in pad_to_batches(
+                {"x": x_train[:eval_train], "y": y_train[:eval_train]},
+                trainer.get("eval_batch_size", 1000),
+            ).items()
+        }
+    hparams = plan.hparam_arrays()
+    seed_keys = plan.seed_keys()
+    if shared_order:
+        data_seed = trainer.get("data_seed")
+        data_seed = plain["seed"] if data_seed is None else data_seed
+        data_key = jax.random.fold_in(jax.random.key(int(data_seed)), rep.STREAM_DATA_ORDER)
+    else:
+        data_key = rep.stream_keys(seed_keys, rep.STREAM_DATA_ORDER)
+    init_fn = make_init_fn(program)
+    order_fn = make_order_fn(num_train, steps_per_epoch, examples_per_step, shared_order)
+    chunk_fn = make_chunk_fn(program, steps_per_epoch, shared_order)
+    eval_fn = make_eval_fn(program)
+
+    state: TrainState = init_fn(seed_keys, hparams, train_data["x"][:1])
+
+    # ---- resume ----
+    metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
+    ckpt_every = int(trainer.get("checkpoint_every_epochs", 1))
+    checkpointer = Checkpointer(
+        workdir / out.CHECKPOINT_DIR, max_to_keep=int(trainer.get("checkpoint_max_to_keep", 2))
+    )
+    wall_offset = 0.0
+    resumed_from = None
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+        wall_offset = float(meta.get("wall_time_s", 0.0))
+        resumed_from = int(state.step)
+        metrics_log.truncate_after_epoch(int(state.step) // steps_per_epoch)
+    else:
+        metrics_log.truncate_after_epoch(-1)
+
+    logger = build_logger(plain.get("logger"), container, workdir, plain["name"])
+    progress = Progress(total_steps, int(state.step), trainer.get("progress", "auto"))
+    chunks = int(trainer.get("chunks_per_epoch", 4))
+    exit_code = 1
+    try:
+        step = int(state.step)
+        run_start = time.perf_counter()
+        if resumed_from is not None:
+            print(f"resumed from step {resumed_from} (epoch {resumed_from // steps_per_epoch})")
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            if step % steps_per_epoch == 0:
+                state = reset_sums(state)
+            first_step = step
+            epoch_start = last_update = time.perf_counter()
+            order = order_fn(data_key, epoch)
+            base = epoch * steps_per_epoch
+            stops = sorted(
+                {base + math.ceil(k * steps_per_epoch / chunks) for k in range(1, chunks + 1)}
+            )
+            for stop in (s for s in stops if s > step):
+                state = chunk_fn(state, hparams, train_data, order, stop)
+                if progress.bar is not None:
+                    # Reading the sums waits for the chunk: once per chunk, a few per epoch.
+                    loss = _reduce(
+                        list(np.asarray(state.replicas.sums["loss"]) / (stop - base)), "mean"
+                    )
+                    now = time.perf_counter()
+                    progress.update(
+                        stop - step,
+                        loss,
+                        (stop - step) * examples_per_step / (now - last_update),
+                        epoch + 1,
+                    )
+                    last_update = now
+                step = stop
+            jax.block_until_ready(state.step)
+            train_time = time.perf_counter() - epoch_start
+            trained_steps = step - first_step
+            epoch += 1
+
+            evaluate = epoch % int(trainer.get("eval_every_epochs", 1)) == 0 or epoch == epochs
+            if evaluate:
+                record = _epoch_record(
+                    state, epoch, step, steps_per_epoch, program, eval_fn, eval_sets
+                )
+                for name, hook in hooks.items():
+                    if epoch % int(getattr(hook, "every_epochs", 1)) == 0:
+                        ctx = HookContext(
+                            epoch=epoch,
+                            step=step,
+                            program=program,
+                            replicas=state.replicas,
+                            train_data=train_data,
+                            key=jax.random.fold_in(jax.random.key(HOOK_STREAM), epoch),
+                        )
+                        for key, value in hook(ctx).items():
+                            record[f"{name}/{key}"] = np.asarray(value)
+                elapsed = wall_offset + time.perf_counter() - run_start
+                record["wall_time_s"] = elapsed
+                record["examples_per_s"] = (
+                    trained_steps * examples_per_step / train_time if train_time > 0 else None
+                )
+                record = out.jsonable(record)
+                metrics_log.append(record)
+                logger.log_epoch(record, step)
+            if (ckpt_every and epoch % ckpt_every == 0) or epoch == epochs:
+                checkpointer.save(
+                    state,
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "wall_time_s": wall_offset + time.perf_counter() - run_start,
+                    },
+                )
+        checkpointer.wait()
+        summary = _summary(
+            plain,
+            plan,
+            state,
+            metrics_log.read(),
+            start_time,
+            wall_start,
+            resumed_from,
+            total_steps,
+        )
+        out.write_json_atomic(workdir / out.SUMMARY_FILE, summary)
+        logger.log_summary(summary)
+        exit_code = 0
+        return summary
+    finally:
+        progress.close()
+        checkpointer.close()
+        logger.finish(exit_code)
+
+
+def _epoch_record(
+    state: TrainState,
+    epoch: int,
+    step: int,
+    steps_per_epoch: int,
+    program: ReplicaModel,
+    eval_fn: Any,
+    eval_sets: Mapping[str, Mapping[str, jax.Array]],
+) -> dict[str, Any]:
+    replicas = state.replicas
+    record: dict[str, Any] = {"epoch": epoch, "step": step}
+    # Steps of this epoch summed in `sums` (a run resumed mid-epoch restored partial sums).
+    for name, total in replicas.sums.items():
+        record[f"train_{name}"] = np.asarray(total) / steps_per_epoch
+    for set_name, data in eval_sets.items():
+        for name, value in eval_fn(replicas, data).items():
+            record[f"{set_name}_{name}"] = np.asarray(value)
+    record["diverged"] = np.asarray(replicas.diverged)
+    return record
+
+
+def _summary(
+    plain: Mapping[str, Any],
+    plan: rep.ReplicaPlan,
+    state: TrainState,
+    records: list[dict[str, Any]],
+    start_time: str,
+    wall_start: float,
+    resumed_from: int | None,
+    total_steps: int,
+) -> dict[str, Any]:
+    objective_cfg = plain.get("objective") or {}
+    task = get_task(plain["task"])
+    metric = objective_cfg.get("metric") or task.default_objective
+    mode = objective_cfg.get("mode") or task.default_mode
+    last = records[-1] if records else {}
+    final_keys = [k for k, v in last.items() if isinstance(v, list) and k != "diverged"]
+    diverged = np.asarray(state.replicas.diverged).tolist()
+    diverged_step = np.asarray(state.replicas.diverged_step).tolist()
+
+    def best_of(index: int) -> dict[str, Any]:
+        series = [
+            (r["epoch"], r[metric][index])
+            for r in records
+            if isinstance(r.get(metric), list) and r[metric][index] is not None
+        ]
+        if not series:
+            return {metric: None, "epoch": None}
+        pick = max if mode == "max" else min
+        epoch, value = pick(series, key=lambda item: item[1])
+        return {metric: value, "epoch": epoch}
+
+    replicas = []
+    for i in range(plan.num_replicas):
+        replicas.append(
+            {
+                "index": i,
+                "seed": plan.seeds[i],
+                "hparams": plan.hparams(i),
+                "final": {k: last[k][i] for k in final_keys},
+                "best": best_of(i),
+                "diverged": bool(diverged[i]),
+                "diverged_step": None if diverged_step[i] < 0 else int(diverged_step[i]),
+            }
+        )
+    aggregate = {k: out.aggregate_stats(last[k]) for k in final_keys}
+    by_grid: dict[str, Any] = {}
+    if plan.grid_key is not None:
+        for g, value in enumerate(plan.grid_values):
+            members = [i for i in range(plan.num_replicas) if plan.grid_index[i] == g]
+            by_grid[repr(value)] = {
+                k: out.aggregate_stats([last[k][i] for i in members]) for k in final_keys
+            }
+    objective_values = last.get(metric, [])
+    metadata = run_metadata.collect(start_time)
+    metadata["end_time"] = run_metadata.now_iso()
+    metadata["wall_time_s"] = time.perf_counter() - wall_start
+    metadata["resumed_from_step"] = resumed_from
+    return {
+        "status": "finished",
+        "experiment": plain["name"],
+        "objective": _reduce(objective_values, objective_cfg.get("reduce", "mean")),
+        "objective_metric": metric,
+        "objective_mode": mode,
+        "num_replicas": plan.num_replicas,
+        "grid_key": plan.grid_key,
+        "epochs": int(plain["trainer"]["epochs"]),
+        "steps": total_steps,
+        "replicas": replicas,
+        "aggregate": aggregate,
+        "aggregate_by_grid": by_grid,
+        "metadata": metadata,
+        "overrides": _hydra_overrides(),
+    }

@@ -1,0 +1,105 @@
+"""The per-replica update rule: clipping, gradient noise, optimizer, example weights.
+
+The gradient transformation of one replica is, as in Neelakantan et al. (noise after
+clipping, before the optimizer):
+
+    optax.chain(clip_by_global_norm(c), noise_transform, optimizer(schedule(lr)))
+
+It is built *inside* the vmapped replica function from plain config dicts, so a grid value
+(``optimizer.learning_rate``, ``noise.eta``, ``trainer.clip_norm``, any numeric optimizer or
+noise argument) arrives as a traced scalar. Noise of kind ``example_weights`` instead draws
+per-example loss weights w (E[w] = 1) from a ``repro.optim`` sampler: the replica's loss is
+``mean(w * per_example_loss)`` over ``sampler.num_examples(B)`` examples (2B for noise
+enhancement).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import jax
+import optax
+
+from repro.engine.instantiate import accepts_argument, call_target, set_dotted, target_of
+from repro.engine.schedules import build_schedule
+
+NOISE_KINDS = ("none", "gradient", "example_weights")
+# Keys of the noise node that the engine reads and never passes to the target.
+NOISE_ENGINE_KEYS = ("kind",)
+OPTIMIZER_ENGINE_KEYS = ("schedule", "learning_rate")
+
+
+class ExampleWeightSampler(Protocol):
+    """repro.optim sampler interface (see DESIGN.md)."""
+
+    def num_examples(self, batch_size: int) -> int: ...
+
+    def __call__(self, key: jax.Array, num_examples: int) -> jax.Array: ...
+
+
+def _apply_hparams(
+    spec: Mapping[str, Any], prefix: str, hparams: Mapping[str, Any]
+) -> dict[str, Any]:
+    spec = dict(spec)
+    for key, value in hparams.items():
+        if key.startswith(prefix):
+            spec = set_dotted(spec, key[len(prefix) :], value)
+    return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateRule:
+    """Everything static about how a replica turns gradients into parameter updates."""
+
+    optimizer: Mapping[str, Any]  # plain `optimizer` node (with `schedule`)
+    noise: Mapping[str, Any]  # plain `noise` node (with `kind`)
+    clip_norm: float | None
+    total_steps: int
+    steps_per_epoch: int
+
+    @property
+    def noise_kind(self) -> str:
+        return str(self.noise.get("kind", "none"))
+
+    def transformation(
+        self, hparams: Mapping[str, Any], noise_key: jax.Array
+    ) -> optax.GradientTransformation:
+        """The replica's optax transformation; `hparams` values may be traced."""
+        opt = _apply_hparams(self.optimizer, "optimizer.", hparams)
+        learning_rate = build_schedule(
+            opt.get("schedule"), opt["learning_rate"], self.total_steps, self.steps_per_epoch
+        )
+        optimizer_fn = target_of(opt)
+        extra = {"key": noise_key} if accepts_argument(optimizer_fn, "key") else {}
+        optimizer = call_target(
+            opt, exclude=OPTIMIZER_ENGINE_KEYS, learning_rate=learning_rate, **extra
+        )
+        chain: list[optax.GradientTransformation] = []
+        clip = hparams.get("trainer.clip_norm", self.clip_norm)
+        if clip is not None:
+            chain.append(optax.clip_by_global_norm(clip))
+        if self.noise_kind == "gradient":
+            noise = _apply_hparams(self.noise, "noise.", hparams)
+            chain.append(call_target(noise, exclude=NOISE_ENGINE_KEYS, key=noise_key))
+        chain.append(optimizer)
+        return optax.chain(*chain) if len(chain) > 1 else chain[0]
+
+    def sampler(self, hparams: Mapping[str, Any]) -> ExampleWeightSampler | None:
+        """The example-weight sampler (noise kind `example_weights`), else None."""
+        if self.noise_kind != "example_weights":
+            return None
+        noise = _apply_hparams(self.noise, "noise.", hparams)
+        return call_target(noise, exclude=NOISE_ENGINE_KEYS)
+
+    def examples_per_step(self, batch_size: int) -> int:
+        """Examples one step consumes: B, or `sampler.num_examples(B)` (2B for enhancement).
+
+        Evaluated on the base config (concrete values): the count must not depend on a grid
+        value, because it fixes the shapes of the compiled program.
+        """
+        sampler = self.sampler({})
+        if sampler is None:
+            return int(batch_size)
+        return int(sampler.num_examples(int(batch_size)))

@@ -1,0 +1,100 @@
+"""Provenance of a run: git commit, package versions, hardware, command line, times.
+
+Everything is best-effort and local (no network): a missing git binary or a source tree
+outside a repository gives null fields rather than an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "wandb",
+    "tensorflow-datasets",
+    "scikit-learn",
+)
+
+
+def repo_root() -> Path:
+    """The checkout the `repro` package is imported from."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_info() -> dict[str, Any]:
+    """{"git_commit": sha or None, "git_dirty": bool or None}."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_info() -> dict[str, Any]:
+    """JAX backend and devices (imports jax lazily)."""
+    import jax
+
+    devices = jax.devices()
+    return {
+        "backend": jax.default_backend(),
+        "count": len(devices),
+        "kinds": sorted({d.device_kind for d in devices}),
+        "cpu_count": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def collect(start_time: str | None = None) -> dict[str, Any]:
+    """Metadata for `summary.json`; `end_time`/`wall_time_s` are added by the caller."""
+    return {
+        **git_info(),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "devices": device_info(),
+        "versions": package_versions(),
+        "start_time": start_time or now_iso(),
+    }
