@@ -547,6 +547,49 @@ def plot_mean_band(ax: plt.Axes, curves: pd.DataFrame, label: str, **line_kwargs
     )
 
 
+def plot_cell_bars(
+    ax: plt.Axes, data: PaperData, bars: Sequence[tuple[str, str]], by: str | None = None
+) -> None:
+    """Bars of the paper metric per cell: mean +- std over replicas, a dot at the best one.
+
+    With ``by`` (a replica column such as the learning rate) each cell gets one bar per value.
+    Cells without runs are labelled "not run".
+    """
+    levels: list[Any] = [None]
+    if by and not data.replicas.empty and by in data.replicas.columns:
+        levels = sorted(data.replicas[by].dropna().unique(), reverse=True) or [None]
+    width = 0.8 / len(levels)
+    for position, (_, key) in enumerate(bars):
+        frame = data.cell(key)
+        if frame.empty:
+            ax.text(position, 2, NOT_RUN, ha="center", va="bottom", rotation=90, color="gray")
+            continue
+        for index, level in enumerate(levels):
+            part = frame if level is None else frame[frame[by] == level]
+            values = pd.to_numeric(part[data.spec.metric], errors="coerce").to_numpy(float)
+            values = values[np.isfinite(values)] * data.spec.scale
+            if values.size == 0:
+                continue
+            x = position - 0.4 + width * (index + 0.5)
+            std = values.std(ddof=1) if values.size > 1 else 0.0
+            label = None if level is None or position else f"{by.rsplit('.', 1)[-1]} {level:g}"
+            ax.bar(
+                x,
+                values.mean(),
+                width,
+                yerr=std,
+                color=f"C{index}",
+                alpha=0.7,
+                capsize=3,
+                label=label,
+            )
+            ax.plot(x, values.max(), "k.", markersize=6)
+    ax.set_xticks(range(len(bars)), [label for label, _ in bars])
+    if levels != [None]:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+
+
 def mark_not_run(ax: plt.Axes, text: str = NOT_RUN) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
 

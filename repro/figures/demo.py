@@ -81,7 +81,7 @@ CLAIMS = (
 
 def plot(data: PaperData, out_dir: Path) -> list[Path]:
     """curves.{png,pdf}: mean test accuracy per epoch with a +-1 std band, per cell."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = plt.subplots(figsize=(5, 3.4), layout="constrained")
     drawn = False
     for key, label, color in (("no_noise", "no noise", "C0"), ("noise", "noise", "C1")):
         curves = data.curves(key)

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from repro.figures.core import (
     Cell,
@@ -37,6 +36,7 @@ from repro.figures.core import (
     TableSpec,
     mark_not_run,
     paired_difference,
+    plot_cell_bars,
     plot_mean_band,
     require_values,
     save_figure,
@@ -293,7 +293,7 @@ def _plot_cells(ax: plt.Axes, data: PaperData, series: list[tuple[str, str, str]
             continue
         drawn = True
         if LEARNING_RATE in curves.columns and curves[LEARNING_RATE].notna().any():
-            for index, (lr, part) in enumerate(sorted(curves.groupby(LEARNING_RATE))):
+            for index, (lr, part) in enumerate(sorted(curves.groupby(LEARNING_RATE), reverse=True)):
                 style = _LINESTYLES[index % len(_LINESTYLES)]
                 plot_mean_band(ax, part, f"{label}, lr {lr:g}", color=color, linestyle=style)
         else:
@@ -309,7 +309,11 @@ def _plot_cells(ax: plt.Axes, data: PaperData, series: list[tuple[str, str, str]
 def plot(data: PaperData, out_dir: Path) -> list[Path]:
     """curves.{png,pdf} (Table 1 cells) and ablations.{png,pdf}."""
     fig, axes = plt.subplots(
-        1, len(CURVE_PANELS), figsize=(4 * len(CURVE_PANELS), 3.4), sharey=True
+        1,
+        len(CURVE_PANELS),
+        figsize=(4 * len(CURVE_PANELS), 3.6),
+        sharey=True,
+        layout="constrained",
     )
     for ax, (title, no_noise, noise) in zip(axes, CURVE_PANELS, strict=True):
         _plot_cells(ax, data, [(no_noise, "no noise", "C0"), (noise, "noise", "C1")])
@@ -320,7 +324,7 @@ def plot(data: PaperData, out_dir: Path) -> list[Path]:
     )
     files = save_figure(fig, out_dir, "curves")
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
     _plot_cells(
         axes[0], data, [("depth5_clip10", "no noise", "C0"), ("depth5_clip10_noise", "noise", "C1")]
     )
@@ -339,37 +343,18 @@ def plot(data: PaperData, out_dir: Path) -> list[Path]:
 
 
 def _plot_eta_bars(ax: plt.Axes, data: PaperData) -> None:
-    """Mean final accuracy per eta (error bar: std over replicas; dot: best replica)."""
+    """Final accuracy per eta, one bar per learning rate (mean +- std, dot: best replica)."""
     bars = [
         ("0\n(no noise)", "simple_clip10"),
         ("0.01", "simple_clip10_noise"),
         ("0.3", "eta0.3"),
         ("1.0", "eta1.0"),
     ]
-    rows = []
-    for label, key in bars:
-        stats = data.stats(key)
-        rows.append({"label": label, "stats": stats})
-    frame = pd.DataFrame(rows)
-    positions = range(len(frame))
-    for position, row in zip(positions, frame.itertuples(), strict=True):
-        if row.stats is None:
-            ax.text(position, 1, "not run", ha="center", va="bottom", rotation=90, color="gray")
-            continue
-        ax.bar(
-            position,
-            row.stats.mean,
-            yerr=row.stats.std if row.stats.n > 1 else None,
-            color="C1",
-            alpha=0.7,
-            capsize=3,
-        )
-        ax.plot(position, row.stats.best, "k.", markersize=8)
-    ax.set_xticks(list(positions), list(frame["label"]))
+    plot_cell_bars(ax, data, bars, by=LEARNING_RATE)
     ax.set_xlabel("eta (annealed)")
+    ax.set_ylabel("final test accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("final accuracy vs eta (bar mean, dot best)", fontsize=10)
-    ax.grid(alpha=0.3, axis="y")
+    ax.set_title("final accuracy vs eta (bar mean +- std, dot best)", fontsize=10)
 
 
 PAPER = PaperSpec(
