@@ -26,9 +26,11 @@ def replica(
     diverged: bool = False,
     loss: float | None = None,
     best: float | None = None,
+    hparams: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Replica spec: seed, grid hparams, final accuracy (fraction) and optional extras."""
-    hparams = {} if learning_rate is None else {LR: learning_rate}
+    """Replica spec: seed, grid hparams (default: the learning rate), final accuracy (fraction)."""
+    if hparams is None:
+        hparams = {} if learning_rate is None else {LR: learning_rate}
     return {
         "seed": seed,
         "hparams": hparams,
