@@ -1,0 +1,92 @@
+"""Containers: raw arrays as a source delivers them, and the preprocessed ``ArrayDataset``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RawArrays:
+    """Arrays as a source delivers them, before ``preprocess``.
+
+    Images are ``[N, H, W]`` or ``[N, H, W, C]`` integers in ``[0, pixel_max]``; other features
+    ``[N, d]``. Labels are integer class ids ``[N]`` (``num_classes >= 2``) or regression targets
+    ``[N]`` / ``[N, k]`` (``num_classes == 0``). ``pixel_max`` is None for non-image features.
+    """
+
+    name: str
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    pixel_max: float | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """True for pixel data (a known white level ``pixel_max``)."""
+        return self.pixel_max is not None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """A small data set held whole in memory (the engine puts it on the device).
+
+    ``x_*``: float32 ``[N, *input_shape]`` (images NHWC, or flat ``[N, d]``).
+    ``y_*``: int32 ``[N]`` class ids; float32 ``[N, C]`` when one-hot; float32 ``[N, k]``
+    regression targets (``num_classes == 0``; e.g. parity labels +-1 are ``[N, 1]``, matching a
+    model with ``num_outputs = 1`` without broadcasting).
+    ``metadata``: how the arrays were made (preprocessing options, statistics, raw sizes).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    source: str
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_examples(self) -> int:
+        """Training examples N (the engine checks ``batch_size <= N`` before compiling)."""
+        return int(self.x_train.shape[0])
+
+    @property
+    def num_test_examples(self) -> int:
+        """Test examples."""
+        return int(self.x_test.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(28, 28, 1)`` or ``(784,)``."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """Shape of one target: ``()`` for class ids, ``(C,)`` one-hot, ``(k,)`` regression."""
+        return tuple(int(d) for d in self.y_train.shape[1:])
+
+    @property
+    def task(self) -> str:
+        """ "classification" (num_classes >= 2) or "regression" (num_classes == 0)."""
+        return "classification" if self.num_classes > 0 else "regression"
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and shapes, JSON-friendly (for logs and run metadata)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "task": self.task,
+            "num_examples": self.num_examples,
+            "num_test_examples": self.num_test_examples,
+            "input_shape": list(self.input_shape),
+            "target_shape": list(self.target_shape),
+            "num_classes": self.num_classes,
+        }

@@ -1,0 +1,248 @@
+"""Streaming of large TFDS image-classification sets as numpy batch dicts ``{"x", "y"}``.
+
+Order: epoch ``e`` reads the split with files shuffled by ``s_e`` and examples shuffled in a
+buffer seeded by ``s_e``, where ``s_e = SeedSequence([seed, e])``; tf.data runs with
+``deterministic = True``, so the batch sequence depends only on (data, seed, batch_size,
+shuffle_buffer). The position ``(epoch, step)`` names the next batch; a stream built with the
+position saved in a checkpoint yields exactly the batches the original run would have yielded
+next. Skipping to ``step`` happens on the encoded examples (before image decoding), so resuming
+mid-epoch costs a read of the skipped records, not their decoding.
+
+Batches get the same numpy preprocessing as ``preprocess`` (``scale_features``,
+``transform_labels``): "unit" scaling, or "standardize" with GIVEN per-channel ``mean``/``std``
+in unit scale (a stream cannot compute training-set statistics up front).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from repro.data.preprocess import (
+    LABEL_TRANSFORMS,
+    SCALINGS,
+    check_choice,
+    scale_features,
+    transform_labels,
+)
+from repro.data.sources import _base_name, tfds_builder
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The 31-bit seed of epoch ``epoch``'s file and example shuffles."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] >> 1)
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    bad = isinstance(value, bool) or not isinstance(value, int | np.integer)
+    if bad or value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
+
+class TFDSStream:
+    """Deterministic, resumable iterator of ``{"x": float32, "y": labels}`` numpy batches.
+
+    Args:
+      name, data_dir: the TFDS data set (prepared; see ``repro.data.tfds_builder``, which fails
+        fast with instructions when it is not).
+      split: TFDS split, e.g. "train" or "train[:90%]".
+      batch_size: examples per batch (<= examples in the split).
+      seed: shuffle seed; epoch, step: position of the first batch to yield.
+      shuffle: shuffle files and examples (per epoch); shuffle_buffer: examples in the buffer.
+      drop_remainder: drop the last partial batch (fixed shapes under jit).
+      image_size: (height, width) to resize to (shorter side to max(image_size), then a central
+        crop); needed for variable-size images such as imagenet2012.
+      scaling, mean, std, flatten, label_transform, one_hot: as in ``preprocess``.
+
+    Attributes: ``num_examples``, ``steps_per_epoch``, ``input_shape``, ``num_classes``,
+    ``position`` ((epoch, step) of the next batch), ``state_dict()`` for checkpoints.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        split: str = "train",
+        batch_size: int,
+        seed: int = 0,
+        epoch: int = 0,
+        step: int = 0,
+        shuffle: bool = True,
+        shuffle_buffer: int = 10_000,
+        drop_remainder: bool = True,
+        image_key: str = "image",
+        label_key: str = "label",
+        image_size: Sequence[int] | None = None,
+        scaling: str = "unit",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        flatten: bool = False,
+        label_transform: str = "none",
+        one_hot: bool = False,
+        download: bool = False,
+        network_timeout_s: float = 3.0,
+    ) -> None:
+        check_choice("scaling", scaling, SCALINGS)
+        check_choice("label_transform", label_transform, LABEL_TRANSFORMS)
+        _check_int("seed", seed, 0)
+        _check_int("shuffle_buffer", shuffle_buffer, 1)
+        if scaling == "standardize" and (mean is None or std is None):
+            raise ValueError(
+                "scaling='standardize' in a stream needs mean and std (per channel, unit scale)"
+            )
+        if image_size is not None:
+            image_size = tuple(image_size)
+            if len(image_size) != 2:
+                raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+            for size in image_size:
+                _check_int("image_size", size, 1)
+        self.builder = tfds_builder(
+            name, data_dir, download=download, network_timeout_s=network_timeout_s
+        )
+        features = self.builder.info.features
+        for key in (image_key, label_key):
+            if key not in features:
+                raise ValueError(f"{name} has no feature {key!r} (features: {sorted(features)})")
+        if split not in self.builder.info.splits:
+            raise ValueError(
+                f"split must be one of {sorted(self.builder.info.splits)} (or a slice of one), "
+                f"got {split!r}"
+            )
+        self.name = _base_name(name)
+        self.split = split
+        self.num_examples = int(self.builder.info.splits[split].num_examples)
+        _check_int("batch_size", batch_size, 1, self.num_examples)
+        self.batch_size = int(batch_size)
+        self.drop_remainder = bool(drop_remainder)
+        self.steps_per_epoch = (
+            self.num_examples // self.batch_size
+            if self.drop_remainder
+            else math.ceil(self.num_examples / self.batch_size)
+        )
+        _check_int("epoch", epoch, 0)
+        _check_int("step", step, 0, self.steps_per_epoch - 1)
+        self.seed = int(seed)
+        self.epoch = int(epoch)
+        self.step = int(step)
+        self.shuffle = bool(shuffle)
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.image_key, self.label_key = image_key, label_key
+        self.image_size = image_size
+        self.scaling = scaling
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
+        self.flatten = bool(flatten)
+        self.label_transform = label_transform
+        self.one_hot = bool(one_hot)
+
+        shape = tuple(features[image_key].shape)
+        if image_size is not None:
+            shape = (*image_size, shape[-1])
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"image_size must be given for {name}: its images have variable shape {shape}"
+            )
+        self._image_shape = shape
+        raw_classes = int(features[label_key].num_classes)
+        self._raw_num_classes = raw_classes
+        _, self.num_classes = transform_labels(
+            np.zeros(1, np.int64),
+            num_classes=raw_classes,
+            label_transform=label_transform,
+            one_hot=one_hot,
+        )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one preprocessed input."""
+        return (math.prod(self._image_shape),) if self.flatten else self._image_shape
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(epoch, step) of the next batch."""
+        return (self.epoch, self.step)
+
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint must keep to resume the same data order."""
+        return {"seed": self.seed, "epoch": self.epoch, "step": self.step}
+
+    def _epoch_dataset(self, epoch: int, start_step: int) -> Any:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        seed = epoch_seed(self.seed, epoch)
+        image_feature = self.builder.info.features[self.image_key]
+        ds = self.builder.as_dataset(
+            split=self.split,
+            shuffle_files=self.shuffle,
+            decoders={self.image_key: tfds.decode.SkipDecoding()},
+            read_config=tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=False),
+        )
+        ds = ds.map(lambda ex: (ex[self.image_key], ex[self.label_key]))
+        if self.shuffle:
+            ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        ds = ds.skip(start_step * self.batch_size)
+        image_size = self.image_size
+
+        def decode(encoded: Any, label: Any) -> tuple[Any, Any]:
+            image = image_feature.decode_example(encoded)
+            if image_size is not None:
+                h, w = image_size
+                shape = tf.cast(tf.shape(image)[:2], tf.float32)
+                ratio = float(max(h, w)) / tf.reduce_min(shape)
+                new = tf.cast(tf.math.ceil(shape * ratio), tf.int32)
+                image = tf.image.resize(image, new, antialias=True)
+                top = (new[0] - h) // 2
+                left = (new[1] - w) // 2
+                image = image[top : top + h, left : left + w]
+                image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            return image, label
+
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        options = tf.data.Options()
+        options.deterministic = True
+        return ds.with_options(options).prefetch(2)
+
+    def _to_batch(self, images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        x = scale_features(
+            images, scaling=self.scaling, pixel_max=255.0, mean=self.mean, std=self.std
+        )
+        if x.ndim == 3:
+            x = x[..., None]
+        if self.flatten:
+            x = x.reshape(len(x), -1)
+        y, _ = transform_labels(
+            labels,
+            num_classes=self._raw_num_classes,
+            label_transform=self.label_transform,
+            one_hot=self.one_hot,
+        )
+        return {"x": x, "y": y}
+
+    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of ``epoch`` from ``start_step`` on (does not move ``position``)."""
+        import tensorflow_datasets as tfds
+
+        for images, labels in tfds.as_numpy(self._epoch_dataset(epoch, start_step)):
+            yield self._to_batch(images, labels)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        """Batches from ``position`` on, forever; ``position`` advances before each yield, so
+        after consuming a batch it names the next one."""
+        while True:
+            epoch, start = self.epoch, self.step
+            for batch in self.epoch_batches(epoch, start):
+                self.step += 1
+                if self.step == self.steps_per_epoch:
+                    self.epoch, self.step = epoch + 1, 0
+                yield batch
+            if (self.epoch, self.step) == (epoch, start):
+                raise RuntimeError(f"split {self.split!r} of {self.name} yielded no batch")
+            self.epoch, self.step = epoch + 1, 0
