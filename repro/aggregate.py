@@ -149,7 +149,7 @@ def parse_override_value(text: str) -> Any:
     lowered = stripped.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("null", "none", "~"):
+    if stripped == "null":  # Hydra's null; "none" is an ordinary option name (noise=none)
         return None
     if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
         return stripped[1:-1]

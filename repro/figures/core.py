@@ -678,7 +678,7 @@ def readme_markdown(
         lines += [f"## Unfinished jobs ({len(data.unfinished)}, not counted)", ""]
         lines += [
             f"- `{job.path}` ({job.name or 'unknown experiment'}, {job.status}, "
-            f"last epoch {job.last_epoch})"
+            f"last epoch {'none logged' if job.last_epoch is None else job.last_epoch})"
             for job in data.unfinished
         ]
         lines.append("")

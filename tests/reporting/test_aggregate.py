@@ -58,6 +58,7 @@ def test_parse_overrides_types_and_prefixes() -> None:
             "+trainer.epochs=5",
             "++lr=1e-3",
             "~logger",
+            "noise=none",
             "flag=true",
             "x=null",
             "grid=[0.1,0.01]",
@@ -71,6 +72,7 @@ def test_parse_overrides_types_and_prefixes() -> None:
         "logger": "<deleted>",
         "flag": True,
         "x": None,
+        "noise": "none",
         "grid": "[0.1,0.01]",
         "quoted": "a b",
     }
