@@ -58,6 +58,10 @@ class TFDSStream:
       image_size: (height, width) to resize to (shorter side to max(image_size), then a central
         crop); needed for variable-size images such as imagenet2012.
       scaling, mean, std, flatten, label_transform, one_hot: as in ``preprocess``.
+      download: allow ``download_and_prepare`` when the data is not prepared (off by default:
+        large sets are prepared ahead of time, imagenet2012 from manual archives).
+
+    Iterating moves the stream's own position: use one iterator per stream.
 
     Attributes: ``num_examples``, ``steps_per_epoch``, ``input_shape``, ``num_classes``,
     ``position`` ((epoch, step) of the next batch), ``state_dict()`` for checkpoints.

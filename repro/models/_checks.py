@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,13 +16,13 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 
 def check_int_at_least(name: str, value: Any, low: int) -> None:
     """Raise ``ValueError`` unless ``value`` is an int >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def check_rate(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``0 <= value < 1`` (a dropout rate)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
@@ -29,7 +30,7 @@ def check_positive_float(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
     if (
         isinstance(value, bool)
-        or not isinstance(value, int | float)
+        or not isinstance(value, numbers.Real)
         or not value > 0
         or not math.isfinite(value)
     ):
@@ -42,6 +43,6 @@ def as_int_tuple(name: str, value: Any, low: int = 1) -> tuple[int, ...]:
         raise ValueError(f"{name} must be a sequence of integers >= {low}, got {value!r}")
     items = tuple(value)
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, int) or item < low:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < low:
             raise ValueError(f"{name} must be a sequence of integers >= {low}, got {value!r}")
-    return items
+    return tuple(int(item) for item in items)

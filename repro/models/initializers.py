@@ -36,6 +36,7 @@ Names (``KERNEL_INIT_NAMES``):
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -129,7 +130,7 @@ def get_kernel_init(
 def get_bias_init(bias_init: float | str, *, init_scale: float = 0.1) -> Initializer:
     """Bias initializer: a number c gives ``b = c``; ``"zero"`` gives 0; ``"simple"`` gives
     ``b_i ~ N(0, init_scale^2)``."""
-    if isinstance(bias_init, bool) or not isinstance(bias_init, int | float | str):
+    if isinstance(bias_init, bool) or not isinstance(bias_init, numbers.Real | str):
         raise ValueError(
             f"bias_init must be a number or one of {list(BIAS_INIT_NAMES)}, got {bias_init!r}"
         )
