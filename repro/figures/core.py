@@ -193,16 +193,19 @@ class CellStats:
         return text + ")"
 
 
-def _job_end_time(job: JobRecord) -> float:
-    # Recency decides which duplicate replica wins: the run's own end time, else file time.
+def _job_priority(job: JobRecord) -> tuple[float, float]:
+    """Which job wins a duplicated replica: the longer run, then the newer (end time, else
+    file time). A smoke run (trainer.epochs=1) never displaces the full run of a cell."""
+    epochs = job.summary.get("epochs") if job.summary else None
+    epochs = float(epochs) if isinstance(epochs, int | float) else 0.0
     end = job.metadata.get("end_time")
     if isinstance(end, int | float) and not isinstance(end, bool):
-        return float(end)
+        return epochs, float(end)
     if isinstance(end, str):
         parsed = pd.to_datetime(end, errors="coerce", utc=True)
         if not pd.isna(parsed):
-            return parsed.timestamp()
-    return (job.path / "summary.json").stat().st_mtime
+            return epochs, parsed.timestamp()
+    return epochs, (job.path / "summary.json").stat().st_mtime
 
 
 @dataclasses.dataclass
@@ -215,6 +218,7 @@ class PaperData:
     unfinished: list[JobRecord]
     run_paths: list[Path]
     duplicates_dropped: int = 0
+    superseded: list[JobRecord] = dataclasses.field(default_factory=list)
     _metrics_cache: dict[Path, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def has(self, key: str) -> bool:
@@ -306,8 +310,9 @@ def load_paper_data(spec: PaperSpec, run_paths: Sequence[str | Path]) -> PaperDa
     """Load the finished jobs whose experiment name is one of the paper's cells.
 
     A replica (same cell, seed and grid hyperparameters) found in several jobs -- a sweep run
-    twice -- counts once: the most recently finished job wins, and the number dropped is kept
-    for the README.
+    twice, or a smoke run beside the full one -- counts once: the job with the most epochs
+    wins, then the most recently finished; the jobs left without a replica are listed in the
+    README as superseded.
     """
     paths = [Path(p) for p in run_paths]
     runs = load_runs(paths) if paths else None
@@ -316,7 +321,7 @@ def load_paper_data(spec: PaperSpec, run_paths: Sequence[str | Path]) -> PaperDa
     unfinished = [
         job for job in (runs.unfinished if runs else []) if job.name is None or job.name in names
     ]
-    finished.sort(key=_job_end_time)
+    finished.sort(key=_job_priority)
     frame = replicas_frame(finished)
     hparam_keys = dict.fromkeys(
         key
@@ -335,6 +340,7 @@ def load_paper_data(spec: PaperSpec, run_paths: Sequence[str | Path]) -> PaperDa
         unfinished=unfinished,
         run_paths=paths,
         duplicates_dropped=before - len(frame),
+        superseded=[job for job in finished if str(job.path) not in used],
     )
 
 
@@ -671,9 +677,18 @@ def readme_markdown(
     if data.duplicates_dropped:
         lines += [
             f"{data.duplicates_dropped} replica(s) appeared in more than one job (same cell, seed "
-            "and grid hyperparameters); the most recently finished job's values were used.",
+            "and grid hyperparameters); the job with the most epochs, then the most recently "
+            "finished, was used.",
             "",
         ]
+    if data.superseded:
+        lines += [f"## Superseded jobs ({len(data.superseded)}, not counted)", ""]
+        lines += [
+            f"- `{job.path}` ({job.name}, {job.summary.get('epochs')} epochs, "
+            f"ended {job.metadata.get('end_time')})"
+            for job in data.superseded
+        ]
+        lines.append("")
     if data.unfinished:
         lines += [f"## Unfinished jobs ({len(data.unfinished)}, not counted)", ""]
         lines += [

@@ -167,6 +167,15 @@ def test_rerun_replicas_count_once_newest_wins(runs: RunFactory) -> None:
     assert len(data.cell("he_clip10")) == 4
     assert data.stats("he_clip10").mean == pytest.approx(55.5)
     assert len(data.jobs) == 1
+    assert len(data.superseded) == 1
+
+
+def test_smoke_run_never_displaces_the_full_run(runs: RunFactory) -> None:
+    full = runs.cell(P + "he_clip10", [90.0, 20.0, 91.0, 21.0], epochs=5)
+    runs.cell(P + "he_clip10", [10.0, 10.0, 10.0, 10.0], epochs=1, end_time="2030-01-01T00:00:00")
+    data = load_paper_data(PAPER, [runs.root])
+    assert [job.path for job in data.jobs] == [full]
+    assert data.stats("he_clip10").mean == pytest.approx(55.5)
 
 
 def test_table_entry_reports_diverged_and_excluded_null(runs: RunFactory) -> None:
