@@ -217,37 +217,48 @@ class _FakeRun:
 
 
 def test_wandb_runs_materialise_as_job_dirs(runs: RunFactory, tmp_path: Path) -> None:
-    # Run a: the engine saved its files with the run. Run b: only W&B summary and history.
+    # Run a: the engine's files were saved with the run. Run b: only what WandbLogger logs
+    # (config + per-replica history "<metric>/r<i>"). Run c: still running.
     saved = make_job(tmp_path / "src_a", P + "he_clip10", [replica(0, 0.9), replica(1, 0.8)])
-    summary_b = json.loads(saved.joinpath("summary.json").read_text()) | {
-        "experiment": P + "he_clip10_noise"
-    }
-    history_b = [{"_step": 0, "epoch": 1, "test_accuracy": [0.5, 0.4]}, {"_step": 1, "loss": 1.0}]
     empty = tmp_path / "src_b"
     empty.mkdir()
+    config_b = {
+        "name": P + "he_clip10_noise",
+        "seed": 10,
+        "replicas": {"seeds": 2, "grid": {"key": "optimizer.learning_rate", "values": [0.1, 0.01]}},
+        "trainer": {"epochs": 2},
+    }
+    history_b = [
+        {"_step": 5, "epoch": 1, "test_accuracy/mean": 0.5, "diverged/r0": 0.0}
+        | {f"test_accuracy/r{i}": 0.5 for i in range(4)},
+        {"_step": 9, "epoch": 2, "wall_time_s": 3.0}
+        | {f"test_accuracy/r{i}": v for i, v in enumerate([0.9, 0.7, 0.6, 0.4])}
+        | {f"diverged/r{i}": float(i == 3) for i in range(4)},
+        {"_step": 10, "system/cpu": 3.0},
+    ]
     api = SimpleNamespace(
         runs=lambda project: [
             _FakeRun("a", saved),
-            _FakeRun(
-                "b",
-                empty,
-                summary=summary_b,
-                history=history_b,
-                config={"overrides": ["optimizer=noisy_sgd"]},
-            ),
-            _FakeRun("c", empty, state="running", config={"name": P + "he_clip10_noise"}),
+            _FakeRun("b", empty, summary={"_runtime": 42.0}, history=history_b, config=config_b),
+            _FakeRun("c", empty, state="running", history=history_b, config=config_b),
         ]
     )
     dest = fetch_wandb_runs("me/proj", tmp_path / "cache", api=api)
     data = load_paper_data(get_paper("neelakantan2015"), [dest])
     assert sorted(job.name for job in data.jobs) == [P + "he_clip10", P + "he_clip10_noise"]
-    assert len(data.unfinished) == 1 and data.unfinished[0].path.name == "c"
-    overrides = {job.path.name: job.overrides for job in data.jobs}
-    assert overrides == {"a": (), "b": ("optimizer=noisy_sgd",)}
-    assert (dest / "b" / "metrics.jsonl").read_text().strip() == json.dumps(
-        {"epoch": 1, "test_accuracy": [0.5, 0.4]}
-    )
+    assert [job.path.name for job in data.unfinished] == ["c"]
     assert data.stats("he_clip10").mean == pytest.approx(85.0)
+    rebuilt = data.cell("he_clip10_noise")
+    # Engine layout, grid-major: replica i has lr values[i // 2] and seed 10 + i % 2.
+    assert rebuilt["seed"].tolist() == [10, 11, 10, 11]
+    assert rebuilt["optimizer.learning_rate"].tolist() == [0.1, 0.1, 0.01, 0.01]
+    assert rebuilt["final.test_accuracy"].tolist() == [0.9, 0.7, 0.6, 0.4]
+    assert rebuilt["best.epoch"].tolist() == [2, 2, 2, 1]  # replica 3 peaked at epoch 1
+    assert rebuilt["diverged"].tolist() == [False, False, False, True]
+    assert rebuilt["wall_time_s"].tolist() == [42.0] * 4
+    assert data.curves("he_clip10_noise").groupby("epoch")["value"].mean().to_dict() == (
+        pytest.approx({1: 50.0, 2: 65.0})
+    )
 
 
 def test_paper_script_dry_run_prints_the_hydra_multirun(tmp_path: Path) -> None:
