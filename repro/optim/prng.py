@@ -68,6 +68,7 @@ from jax import lax
 __all__ = [
     "GENERATORS",
     "as_key",
+    "key_words",
     "leaf_key_words",
     "leaf_normal",
     "normal_from_bits",
@@ -189,6 +190,18 @@ def as_key(key: Any = None, seed: Any = None, *, default_seed: int = 0) -> jax.A
             f"{key.shape}; {_KEY_HELP}"
         )
     raise TypeError(f"key must be a PRNG key or an int seed, got {key!r}; {_KEY_HELP}")
+
+
+def key_words(key: Any) -> tuple[jax.Array, jax.Array]:
+    """The two ``uint32`` Threefry key words of any key :func:`as_key` accepts.
+
+    Unlike :func:`as_key` it never warns and accepts no ``None``: it is meant for keys
+    passed at every step (possibly traced, e.g. a per-replica key inside ``jax.vmap``).
+    """
+    if key is None:
+        raise TypeError(f"key must be a PRNG key, got None; {_KEY_HELP}")
+    data = jax.random.key_data(as_key(key))
+    return data[..., 0], data[..., 1]
 
 
 def split_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
