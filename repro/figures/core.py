@@ -446,8 +446,9 @@ def _json_safe(value: Any) -> Any:
         return [_json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        # 6 significant digits: percent values to 1e-4 points, no float32 noise in the file.
+        return float(f"{value:.6g}") if math.isfinite(value) else None
     return value
 
 

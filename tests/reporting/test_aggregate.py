@@ -18,6 +18,7 @@ from repro.aggregate import (
     read_metrics,
     replicas_frame,
 )
+from repro.aggregate import main as aggregate_main
 
 from .factory import LR, RunFactory, replica
 
@@ -201,19 +202,16 @@ def test_cli_csv_markdown_and_unfinished(runs: RunFactory, tmp_path: Path) -> No
     assert "no summary.json" in stdout
 
 
-def test_cli_errors(tmp_path: Path, runs: RunFactory) -> None:
-    missing = _cli(str(tmp_path / "nowhere"), cwd=tmp_path)
-    assert missing.returncode == 2
-    assert "run path does not exist" in missing.stderr
+def test_cli_errors(tmp_path: Path, runs: RunFactory, capsys) -> None:
+    assert aggregate_main([str(tmp_path / "nowhere")]) == 2
+    assert "run path does not exist" in capsys.readouterr().err
     runs.job("x", [replica(0, 0.5)])
-    bad_group = _cli(str(runs.root), "--group-by", "nope", cwd=tmp_path)
-    assert bad_group.returncode == 2
-    assert "got unknown ['nope']" in bad_group.stderr
+    assert aggregate_main([str(runs.root), "--group-by", "nope"]) == 2
+    assert "got unknown ['nope']" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    nothing = _cli(str(empty), cwd=tmp_path)
-    assert nothing.returncode == 1
-    assert "0 replica rows from 0 finished job(s)" in nothing.stdout
+    assert aggregate_main([str(empty)]) == 1
+    assert "0 replica rows from 0 finished job(s)" in capsys.readouterr().out
 
 
 def test_null_metric_of_diverged_replica_is_nan_not_counted(runs: RunFactory) -> None:

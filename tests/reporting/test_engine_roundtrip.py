@@ -46,7 +46,8 @@ def _check_demo_run(root: Path, seeds: int) -> None:
     final = curves[curves["epoch"] == epochs].sort_values("seed")["value"].to_numpy()
     expected = data.cell("noise").sort_values("seed")["final.test_accuracy"].to_numpy() * 100
     assert final == pytest.approx(expected)
-    claim = evaluate_claims(data, "cmd")[0]
+    learns, claim = evaluate_claims(data, "cmd")
+    assert learns["verdict"] in ("reproduced", "not reproduced")
     assert claim["verdict"] in ("reproduced", "not reproduced")
     assert claim["ours"]["paired"]["n_pairs"] == seeds
 
