@@ -83,12 +83,35 @@ def describe(summary: Mapping[str, Any], workdir: Path | None = None) -> str:
         stats = (summary.get("aggregate") or {}).get(metric, {})
         diverged = sum(r["diverged"] for r in replicas)
         lines.append(f"  final {metric} {fmt(stats)}; diverged {diverged}/{len(replicas)}")
+    if by_grid and len(by_grid) >= 2:
+        lines.extend(_paired_differences(summary, metric))
     objective = summary.get("objective")
     if objective is not None and not (isinstance(objective, float) and math.isnan(objective)):
         lines.append(f"  objective ({metric}, {summary.get('objective_mode')}): {objective:.4f}")
     if workdir is not None:
         lines.append(f"  outputs: {workdir}")
     return "\n".join(lines)
+
+
+def _paired_differences(summary: Mapping[str, Any], metric: str) -> list[str]:
+    """Mean over seeds of (value at grid value g) - (value at the first grid value)."""
+    key = summary["grid_key"]
+    by_seed: dict[int, dict[float, float]] = {}
+    for replica in summary["replicas"]:
+        value = replica["final"].get(metric)
+        if value is not None:
+            by_seed.setdefault(replica["seed"], {})[float(replica["hparams"][key])] = value
+    values = [float(v) for v in summary["aggregate_by_grid"]]
+    lines = []
+    for other in values[1:]:
+        diffs = [s[other] - s[values[0]] for s in by_seed.values() if other in s and values[0] in s]
+        if diffs:
+            wins = sum(d > 0 for d in diffs)
+            lines.append(
+                f"  {key}={other!r} vs {values[0]!r}: {metric} {sum(diffs) / len(diffs):+.4f} "
+                f"on average over {len(diffs)} seeds (higher for {wins}/{len(diffs)})"
+            )
+    return lines
 
 
 def train(cfg: DictConfig, workdir: str | Path | None = None) -> dict[str, Any]:

@@ -83,6 +83,12 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             f"trainer.progress must be one of auto/always/never, got {trainer.get('progress')!r}"
         )
 
+    if trainer.get("divergence_check", "loss") not in ("loss", "full"):
+        raise ValueError(
+            "trainer.divergence_check must be 'loss' or 'full', "
+            f"got {trainer.get('divergence_check')!r}"
+        )
+
     replicas = cfg.get("replicas") or {}
     _require_int("replicas.seeds", replicas.get("seeds", 1), 1)
     plan = plan_from_config(cfg)

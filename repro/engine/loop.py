@@ -55,13 +55,16 @@ NON_RESULT_KEYS = (
     "trainer.checkpoint_every_epochs",
     "trainer.checkpoint_max_to_keep",
 )
-HOOK_STREAM = 1_000_003
-# Orbax logs every save at INFO through absl (dozens of lines per checkpoint).
-QUIET_LOGGERS = (
-    "absl",
-    "orbax",
-    "jax._src.xla_bridge",
-)  # fold-in id of the diagnostics key, disjoint from training streams
+HOOK_STREAM = 1_000_003  # fold-in id of the diagnostics key, disjoint from training streams
+# Orbax logs every save at INFO through absl (dozens of lines per checkpoint), and warns at
+# every save of a single-process run that it has no per-process OCDBT files to merge.
+QUIET_LOGGERS = ("absl", "orbax", "jax._src.xla_bridge")
+HARMLESS_WARNINGS = ("Skipping merge of OCDBT checkpoints",)
+
+
+def _drop_harmless(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in HARMLESS_WARNINGS)
 
 
 def _drop_keys(tree: Mapping[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:
@@ -184,6 +187,8 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     """
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    if _drop_harmless not in logging.getLogger("absl").filters:
+        logging.getLogger("absl").addFilter(_drop_harmless)
     start_time = run_metadata.now_iso()
     wall_start = time.perf_counter()
     workdir = Path(workdir)
@@ -219,7 +224,9 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     )
     model = build_model(plain["model"], num_outputs_for(task, dataset.num_classes, y_train))
     hooks = build_hooks(plain.get("diagnostics"))
-    program = ReplicaModel(model, task, rule, examples_per_step)
+    program = ReplicaModel(
+        model, task, rule, examples_per_step, str(trainer.get("divergence_check", "loss"))
+    )
     shared_order = bool(trainer.get("shared_data_order", True))
 
     # ---- device data and compiled programs ----
