@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{spec.name}: {len(data.jobs)} finished job(s), {len(data.replicas)} replica(s), "
         f"{len(data.unfinished)} unfinished job(s) not counted"
     )
+    for label, settings in data.mixed_settings().items():
+        print(f"  warning: {label} mixes runs with different settings: {'; '.join(settings)}")
     for claim in result["claims"]:
         reason = f" ({claim['reason']})" if claim["verdict"] == NOT_RUN and claim["reason"] else ""
         print(f"  claim {claim['id']}: {claim['verdict']}{reason}")

@@ -33,6 +33,7 @@ matplotlib.use("Agg")  # figures are files; never open a window, never need a di
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from repro.aggregate import (
     JobRecord,
@@ -43,6 +44,22 @@ from repro.aggregate import (
 )
 
 VERDICTS = ("reproduced", "not reproduced", "not run")
+# Overrides that select or file a run without changing what it computes (conf/config.yaml
+# keeps the same keys out of run directory names).
+NEUTRAL_KEYS = frozenset(
+    {
+        "experiment",
+        "sweep_name",
+        "logger",
+        "paths.output_root",
+        "paths.data_dir",
+        "trainer.progress",
+        "trainer.overwrite",
+        "trainer.chunks_per_epoch",
+        "trainer.checkpoint_every_epochs",
+        "trainer.checkpoint_max_to_keep",
+    }
+)
 NOT_RUN = "not run"
 
 
@@ -256,6 +273,28 @@ class PaperData:
             mean=float(values.mean()),
             std=float(values.std(ddof=1)) if values.size > 1 else math.nan,
         )
+
+    def mixed_settings(self) -> dict[str, list[str]]:
+        """Cells whose replicas come from jobs run with different settings.
+
+        Compares each job's Hydra overrides (minus those that do not change the computation)
+        and its summary's epoch count; {cell label: one description per distinct setting}.
+        """
+        mixed = {}
+        jobs = {str(job.path): job for job in self.jobs}
+        for cell in self.spec.cells:
+            frame = self.cell(cell.key)
+            settings = {}
+            for job_path in dict.fromkeys(frame["job"]) if not frame.empty else ():
+                job = jobs[job_path]
+                overrides = sorted(
+                    o for o in job.overrides if o.lstrip("+~").split("=")[0] not in NEUTRAL_KEYS
+                )
+                text = " ".join(overrides) or "(no overrides)"
+                settings[f"{text}, {job.summary.get('epochs')} epochs"] = None
+            if len(settings) > 1:
+                mixed[cell.label] = list(settings)
+        return mixed
 
     def metrics(self, job: JobRecord) -> list[dict[str, Any]]:
         if job.path not in self._metrics_cache:
@@ -544,6 +583,7 @@ def plot_mean_band(ax: plt.Axes, curves: pd.DataFrame, label: str, **line_kwargs
     grouped = curves.groupby("epoch")["value"]
     mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     (line,) = ax.plot(mean.index, mean.to_numpy(), label=label, **line_kwargs)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.fill_between(
         mean.index,
         (mean - std).to_numpy(),
@@ -675,6 +715,12 @@ def readme_markdown(
         lines.append("")
     else:
         lines += ["No finished runs found: every cell is `not run`.", ""]
+    mixed = data.mixed_settings()
+    if mixed:
+        lines += ["## Warning: cells mixing runs with different settings", ""]
+        for label, settings in mixed.items():
+            lines.append(f"- `{label}`: " + "; ".join(f"`{s}`" for s in settings))
+        lines += ["", "Pass `--runs` with only the intended run dirs to separate them.", ""]
     if data.duplicates_dropped:
         lines += [
             f"{data.duplicates_dropped} replica(s) appeared in more than one job (same cell, seed "

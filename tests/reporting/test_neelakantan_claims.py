@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from repro.figures.core import evaluate_claims, load_paper_data, paired_difference
+from repro.figures.core import (
+    evaluate_claims,
+    load_paper_data,
+    paired_difference,
+    readme_markdown,
+)
 from repro.figures.neelakantan2015 import PAPER
 
 from .factory import RunFactory, replica
@@ -186,3 +191,20 @@ def test_table_entry_reports_diverged_and_excluded_null(runs: RunFactory) -> Non
     assert (stats.n, stats.n_missing, stats.n_diverged) == (2, 1, 2)
     assert stats.format() == "90.0 / 70.0 (n=2, 2 diverged, 1 NaN excluded)"
     assert data.curves("simple_noclip")["seed"].unique().tolist() == [0, 2]
+
+
+def test_cells_mixing_different_settings_are_flagged(runs: RunFactory) -> None:
+    runs.job(P + "he_clip10", [replica(0, 0.9)], overrides=[f"experiment={P}he_clip10"])
+    runs.job(
+        P + "he_clip10",
+        [replica(1, 0.8)],
+        overrides=[f"experiment={P}he_clip10", "trainer.batch_size=128", "trainer.progress=never"],
+    )
+    runs.job(P + "zero_clip10", [replica(0, 0.1)], overrides=["trainer.progress=never"])
+    runs.job(P + "zero_clip10", [replica(1, 0.1)], overrides=["sweep_name=x"])
+    data = load_paper_data(PAPER, [runs.root])
+    assert data.mixed_settings() == {
+        P + "he_clip10": ["(no overrides), 3 epochs", "trainer.batch_size=128, 3 epochs"]
+    }
+    readme = readme_markdown(data, "cmd", [], evaluate_claims(data, "cmd"))
+    assert f"- `{P}he_clip10`: `(no overrides), 3 epochs`; `trainer.batch_size=128" in readme
