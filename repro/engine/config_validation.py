@@ -24,7 +24,7 @@ PROGRESS = ("auto", "always", "never", True, False)
 
 # Optimizer/noise arguments with a known valid range, checked wherever they appear.
 _POSITIVE = ("learning_rate",)
-_NONNEGATIVE = ("eta", "gamma", "weight_decay", "eps", "eps_root", "alpha")
+_NONNEGATIVE = ("eta", "gamma", "weight_decay", "eps", "eps_root", "alpha", "scale")
 _UNIT_INTERVAL_OPEN = ("momentum", "b1", "b2", "decay")
 
 

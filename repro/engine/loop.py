@@ -192,10 +192,11 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     start_time = run_metadata.now_iso()
     wall_start = time.perf_counter()
     workdir = Path(workdir)
-    if isinstance(cfg, DictConfig):
-        container = OmegaConf.to_container(cfg, resolve=True)
-    else:
-        container = OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True)
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(dict(cfg))
+    if "hydra" in cfg:  # composed with return_hydra_config=True: not part of the run's config
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    container = OmegaConf.to_container(cfg, resolve=True)
     plain = to_plain(container)
     validate_config(plain)
     trainer = plain["trainer"]
@@ -215,7 +216,10 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     epochs = int(trainer["epochs"])
     batch_size = int(trainer["batch_size"])
     rule0 = UpdateRule(plain["optimizer"], plain["noise"], trainer.get("clip_norm"), 1, 1)
-    examples_per_step = rule0.examples_per_step(batch_size)
+    try:
+        examples_per_step = rule0.examples_per_step(batch_size)
+    except ValueError as error:
+        raise _prefix_model_error(error, plain["noise"], "noise") from None
     validate_against_data(plain, num_train, examples_per_step)
     steps_per_epoch = num_train // examples_per_step
     total_steps = epochs * steps_per_epoch

@@ -1,0 +1,221 @@
+"""Engine numerics through `train_and_evaluate` on tiny runs (digits, 3 x 16 MLP, 2 epochs).
+
+Tolerances: replicas vmapped in one program use batched matmuls whose summation order may
+differ from a lone replica's, so "equal" means rtol 1e-4 on metrics after 2 epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from repro.engine import train_and_evaluate
+
+RTOL = 1e-4
+
+
+def _final(summary: dict, index: int, key: str) -> float:
+    return summary["replicas"][index]["final"][key]
+
+
+def test_outputs_follow_the_schema(compose_cfg, read_metrics, tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        "replicas.seeds=2",
+        "replicas.grid.key=optimizer.learning_rate",
+        "replicas.grid.values=[0.1,0.05]",
+    )
+    summary = train_and_evaluate(cfg, tmp_path)
+    for name in ("config_resolved.yaml", "metrics.jsonl", "summary.json", "checkpoints"):
+        assert (tmp_path / name).exists(), name
+    records = read_metrics(tmp_path)
+    assert [r["epoch"] for r in records] == [1, 2]
+    steps_per_epoch = 1437 // 64
+    assert [r["step"] for r in records] == [steps_per_epoch, 2 * steps_per_epoch]
+    for record in records:
+        for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "diverged"):
+            assert len(record[key]) == 4, key
+        assert record["examples_per_s"] > 0
+        assert 0 <= min(record["test_accuracy"]) <= max(record["test_accuracy"]) <= 1
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["status"] == "finished"
+    assert on_disk["experiment"] == "test"
+    assert on_disk["num_replicas"] == 4
+    assert [r["seed"] for r in on_disk["replicas"]] == [0, 1, 0, 1]
+    assert on_disk["replicas"][2]["hparams"] == {"optimizer.learning_rate": 0.05}
+    assert set(on_disk["replicas"][0]["final"]) >= {"test_accuracy", "test_loss", "train_loss"}
+    assert on_disk["replicas"][0]["best"]["epoch"] in (1, 2)
+    stats = on_disk["aggregate"]["test_accuracy"]
+    assert set(stats) >= {"mean", "std", "min", "max", "median"}
+    assert set(on_disk["aggregate_by_grid"]) == {"0.1", "0.05"}
+    meta = on_disk["metadata"]
+    for key in (
+        "git_commit",
+        "git_dirty",
+        "command",
+        "hostname",
+        "platform",
+        "devices",
+        "versions",
+        "start_time",
+        "end_time",
+        "wall_time_s",
+    ):
+        assert key in meta, key
+    assert meta["versions"]["jax"]
+    expected = float(np.mean(records[-1]["test_accuracy"]))
+    assert math.isclose(on_disk["objective"], expected, rel_tol=1e-9)
+    assert summary["objective"] == on_disk["objective"]
+
+
+def test_replicas_in_one_program_equal_separate_runs(compose_cfg, tmp_path: Path) -> None:
+    together = train_and_evaluate(compose_cfg("seed=5", "replicas.seeds=3"), tmp_path / "all")
+    # Replica 2 has seed 7; the shared data order comes from the base seed 5.
+    alone = train_and_evaluate(
+        compose_cfg("seed=7", "replicas.seeds=1", "trainer.data_seed=5"), tmp_path / "one"
+    )
+    for key in ("train_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(_final(together, 2, key), _final(alone, 0, key), rtol=RTOL)
+    assert _final(together, 0, "test_loss") != _final(together, 2, "test_loss")
+
+
+def test_per_replica_data_order_equals_separate_runs(compose_cfg, tmp_path: Path) -> None:
+    together = train_and_evaluate(
+        compose_cfg("replicas.seeds=2", "trainer.shared_data_order=false"), tmp_path / "all"
+    )
+    alone = train_and_evaluate(
+        compose_cfg("seed=1", "trainer.shared_data_order=false"), tmp_path / "one"
+    )
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(_final(together, 1, key), _final(alone, 0, key), rtol=RTOL)
+
+
+def test_divergent_replica_is_frozen_and_others_go_on(
+    compose_cfg, read_metrics, tmp_path: Path
+) -> None:
+    grid = ("replicas.grid.key=optimizer.learning_rate", "replicas.grid.values=[0.1,1e30]")
+    mixed = train_and_evaluate(compose_cfg(*grid), tmp_path / "mixed")
+    alone = train_and_evaluate(compose_cfg("optimizer.learning_rate=0.1"), tmp_path / "alone")
+    good, bad = mixed["replicas"]
+    assert not good["diverged"] and bad["diverged"]
+    assert bad["diverged_step"] is not None and bad["diverged_step"] <= 2
+    assert bad["final"]["train_loss"] is None  # NaN -> null in JSON
+    for key in ("train_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(good["final"][key], _final(alone, 0, key), rtol=RTOL)
+    records = read_metrics(tmp_path / "mixed")
+    assert records[-1]["diverged"] == [False, True]
+
+
+def test_full_divergence_check_gives_the_same_healthy_run(compose_cfg, tmp_path: Path) -> None:
+    full = train_and_evaluate(compose_cfg("trainer.divergence_check=full"), tmp_path / "full")
+    loss = train_and_evaluate(compose_cfg(), tmp_path / "loss")
+    assert full["replicas"][0]["final"] == loss["replicas"][0]["final"]
+
+
+def test_zero_noise_replica_equals_noise_free_run(compose_cfg, tmp_path: Path) -> None:
+    noisy = train_and_evaluate(
+        compose_cfg(
+            "noise=additive",
+            "trainer.clip_norm=10",
+            "replicas.grid.key=noise.eta",
+            "replicas.grid.values=[0.0,0.05]",
+        ),
+        tmp_path / "noisy",
+    )
+    plain = train_and_evaluate(compose_cfg("trainer.clip_norm=10"), tmp_path / "plain")
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(_final(noisy, 0, key), _final(plain, 0, key), rtol=RTOL)
+    assert _final(noisy, 1, "train_loss") != pytest.approx(_final(noisy, 0, "train_loss"), rel=1e-3)
+
+
+def test_noise_enhancement_consumes_two_minibatches(compose_cfg, tmp_path: Path) -> None:
+    summary = train_and_evaluate(
+        compose_cfg(
+            "noise=noise_enhancement",
+            "replicas.grid.key=noise.alpha",
+            "replicas.grid.values=[0.0,1.0]",
+        ),
+        tmp_path,
+    )
+    assert summary["steps"] == 2 * (1437 // 128)
+    assert not any(r["diverged"] for r in summary["replicas"])
+    assert _final(summary, 0, "train_loss") != _final(summary, 1, "train_loss")
+
+
+def test_warmup_schedule_and_momentum_with_traced_grid(compose_cfg, tmp_path: Path) -> None:
+    summary = train_and_evaluate(
+        compose_cfg(
+            "optimizer=momentum",
+            "optimizer/schedule=warmup_polynomial",
+            "optimizer.schedule.warmup_epochs=1",
+            "replicas.grid.key=optimizer.momentum",
+            "replicas.grid.values=[0.0,0.9]",
+        ),
+        tmp_path,
+    )
+    assert summary["grid_key"] == "optimizer.momentum"
+    finals = [r["final"]["train_loss"] for r in summary["replicas"]]
+    assert all(math.isfinite(v) for v in finals) and finals[0] != finals[1]
+
+
+def test_regression_task_and_diagnostics_hooks(compose_cfg, read_metrics, tmp_path: Path) -> None:
+    summary = train_and_evaluate(
+        compose_cfg(
+            "~experiment",
+            "name=test",
+            "trainer.epochs=2",
+            "trainer.progress=never",
+            "noise=none",
+            "data=linear_regression",
+            "data.num_train=512",
+            "data.num_test=256",
+            "model=linear",
+            "task=mse",
+            "trainer.batch_size=16",
+            "optimizer.learning_rate=0.05",
+            "replicas.seeds=2",
+            "+diagnostics.noise._target_=repro.engine.hooks.GradientNoiseStrength",
+            "+diagnostics.noise.num_examples=64",
+            "+diagnostics.hessian._target_=repro.engine.hooks.HessianTopEigenvalue",
+            "+diagnostics.hessian.num_examples=256",
+            tiny=False,
+        ),
+        tmp_path,
+    )
+    assert summary["objective_metric"] == "test_loss"
+    record = read_metrics(tmp_path)[-1]
+    assert "test_accuracy" not in record
+    assert len(record["noise/noise_strength"]) == 2
+    assert all(v >= 0 for v in record["noise/noise_strength"])
+    # Linear regression with x ~ N(0, 1): the Hessian of 0.5 (w x - y)^2 is mean(x^2) ~ 1.
+    np.testing.assert_allclose(record["hessian/top_eigenvalue"], 1.0, atol=0.3)
+
+
+def test_finished_run_is_skipped_and_other_config_refused(compose_cfg, tmp_path: Path) -> None:
+    first = train_and_evaluate(compose_cfg(), tmp_path)
+    again = train_and_evaluate(compose_cfg("trainer.progress=always"), tmp_path)
+    assert again["already_finished"] and again["objective"] == first["objective"]
+    with pytest.raises(ValueError, match=r"different config \(differs in: optimizer.learning_rate"):
+        train_and_evaluate(compose_cfg("optimizer.learning_rate=0.05"), tmp_path)
+    replaced = train_and_evaluate(
+        compose_cfg("optimizer.learning_rate=0.05", "trainer.overwrite=true"), tmp_path
+    )
+    assert "already_finished" not in replaced
+
+
+def test_resume_from_mid_run_checkpoint_is_bit_identical(
+    compose_cfg, read_metrics, tmp_path: Path
+) -> None:
+    """In-process resume: a 1-epoch run's checkpoint continued to 3 epochs equals 3 epochs."""
+    full = train_and_evaluate(compose_cfg("trainer.epochs=3", "noise=additive"), tmp_path / "a")
+    # Same directory layout as an interrupted run: outputs of epoch 1, config of the full run.
+    train_and_evaluate(compose_cfg("trainer.epochs=1", "noise=additive"), tmp_path / "b")
+    (tmp_path / "b" / "summary.json").unlink()
+    (tmp_path / "b" / "config_resolved.yaml").unlink()
+    resumed = train_and_evaluate(compose_cfg("trainer.epochs=3", "noise=additive"), tmp_path / "b")
+    assert resumed["metadata"]["resumed_from_step"] == 1437 // 64
+    assert read_metrics(tmp_path / "a", timing=False) == read_metrics(tmp_path / "b", timing=False)
+    assert full["replicas"] == resumed["replicas"]

@@ -1,0 +1,161 @@
+"""`python -m repro.train` through the real command line (subprocesses, tiny runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["experiment=smoke", "trainer.progress=never"]  # digits, 3 x 16 MLP, 2 seeds, 2 epochs
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REPRO_OUTPUT_ROOT=str(tmp_path / "out"),
+        JAX_PLATFORMS="cpu",
+        WANDB_MODE="offline",
+        WANDB_DIR=str(tmp_path / "wandb"),
+        WANDB_SILENT="true",
+        HYDRA_FULL_ERROR="0",
+    )
+    return env
+
+
+def _train(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "repro.train", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    timing = ("wall_time_s", "examples_per_s")
+    return [{k: v for k, v in json.loads(x).items() if k not in timing} for x in lines if x]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.learning_rate=-1", "error: optimizer.learning_rate must be > 0, got -1"),
+        ("model.depth=0", "error: model.depth must be an integer >= 1, got 0"),
+        ("model.kernel_init_name=bogus", "error: model.kernel_init_name"),
+        ("trainer.batch_size=4096", "error: trainer.batch_size=4096 is larger than the training"),
+        ("replicas.seeds=0", "error: replicas.seeds must be an integer >= 1, got 0"),
+        ("data=mnist", "error: data file"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_exit_code_2(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    extra = ["paths.data_dir=/nonexistent/data"] if override == "data=mnist" else []
+    result = _train(tmp_path, *TINY, override, *extra)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr
+    assert not list((tmp_path / "out").rglob("summary.json"))
+    assert not list((tmp_path / "out").rglob("checkpoints"))
+
+
+def test_missing_data_names_the_data_dir(tmp_path: Path) -> None:
+    result = _train(tmp_path, *TINY, "data=mnist", f"paths.data_dir={tmp_path}/no_data")
+    assert result.returncode == 2
+    assert f"{tmp_path}/no_data/mnist.npz" in result.stderr
+
+
+def test_unknown_group_option_lists_the_options(tmp_path: Path) -> None:
+    result = _train(tmp_path, "optimizer=no_such_optimizer")
+    assert result.returncode != 0
+    assert "no_such_optimizer" in result.stderr
+    assert "Available options in 'optimizer'" in result.stderr and "sgd" in result.stderr
+
+
+def test_multirun_gives_one_dir_per_job_and_rerun_skips_them(tmp_path: Path) -> None:
+    args = ["-m", *TINY, "sweep_name=s", "seed=0,1"]
+    first = _train(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    sweep = tmp_path / "out" / "multirun" / "s" / "smoke"
+    jobs = sorted(p.name for p in sweep.iterdir())
+    assert jobs == ["seed=0", "seed=1"]
+    summaries = [json.loads((sweep / j / "summary.json").read_text()) for j in jobs]
+    assert [s["replicas"][0]["seed"] for s in summaries] == [0, 1]
+    assert all((sweep / j / ".hydra" / "overrides.yaml").exists() for j in jobs)
+    again = _train(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already finished") == 2
+    assert "final test_accuracy" not in again.stdout
+
+
+def test_killed_run_resumes_to_bit_identical_metrics(tmp_path: Path) -> None:
+    """Start, SIGKILL after a few checkpoints, start the same command again: the metrics and
+    summary equal those of an uninterrupted run (timing fields aside)."""
+    args = [*TINY, "noise=additive", "trainer.clip_norm=10", "trainer.epochs=25"]
+    reference = tmp_path / "reference"
+    interrupted = tmp_path / "interrupted"
+    reference.mkdir()
+    interrupted.mkdir()
+    cmd = [sys.executable, "-m", "repro.train", *args]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(cmd, cwd=interrupted, env=_env(interrupted), **quiet)
+    ref_proc = subprocess.Popen(cmd, cwd=reference, env=_env(reference), **quiet)
+    run_dir = interrupted / "out" / "runs" / "smoke"
+    deadline = time.monotonic() + 180
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        metrics = list(run_dir.glob("*/metrics.jsonl"))
+        checkpoints = list(run_dir.glob("*/checkpoints/[0-9]*"))
+        done = [c for c in checkpoints if not c.name.endswith("tmp")]
+        if metrics and len(metrics[0].read_text().splitlines()) >= 5 and len(done) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = len(metrics[0].read_text().splitlines())
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "the run finished before it could be killed"
+    (job,) = run_dir.iterdir()
+    assert not (job / "summary.json").exists()
+
+    resumed = _train(interrupted, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step" in resumed.stdout
+    assert ref_proc.wait(timeout=240) == 0
+    (ref_job,) = (reference / "out" / "runs" / "smoke").iterdir()
+    assert ref_job.name == job.name
+    assert _records(job) == _records(ref_job)
+    assert [r["epoch"] for r in _records(job)] == list(range(1, 26))
+    got = json.loads((job / "summary.json").read_text())
+    want = json.loads((ref_job / "summary.json").read_text())
+    assert got["replicas"] == want["replicas"]
+    assert got["aggregate"] == want["aggregate"]
+    assert got["metadata"]["resumed_from_step"] is not None
+
+
+def test_wandb_offline_writes_a_local_run(tmp_path: Path) -> None:
+    result = _train(tmp_path, *TINY, "logger=wandb", "logger.mode=offline", "trainer.epochs=1")
+    assert result.returncode == 0, result.stderr
+    (job,) = (tmp_path / "out" / "runs" / "smoke").iterdir()
+    runs = list(job.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 1, list(job.rglob("*"))
+    assert (job / "summary.json").exists()
+
+
+def test_default_demo_config_runs(tmp_path: Path) -> None:
+    """No overrides but a shorter schedule: the demo experiment (digits, noise grid)."""
+    result = _train(tmp_path, "trainer.epochs=1", "trainer.progress=never")
+    assert result.returncode == 0, result.stderr
+    assert "demo: 8 replica(s)" in result.stdout
+    assert "noise.eta=0.3 vs 0.0" in result.stdout
+    assert (tmp_path / "out" / "runs" / "demo" / "trainer.epochs=1" / "summary.json").exists()
