@@ -49,7 +49,7 @@ def test_zero_init_without_noise_is_provably_stuck():
     layer and delta_l = W_{l+1}^T delta_{l+1} = 0 below the readout: only the readout bias
     learns, the logits stay input-independent, and the network predicts one class."""
     model, params, x, y = _zero_init_mlp()
-    grads = jax.grad(lambda p: _loss(model, p, x, y))(params)
+    grads = jax.jit(jax.grad(lambda p: _loss(model, p, x, y)))(params)
     hidden, readout = _split_readout(grads)
     assert len(hidden) == 40  # 20 hidden layers x (kernel, bias)
     for leaf in hidden:
@@ -84,8 +84,8 @@ def test_gradient_noise_breaks_the_zero_init_symmetry():
     model, params, x, y = _zero_init_mlp()
     tx = optax.chain(optax.clip_by_global_norm(10.0), add_noise(0.01, 0.55, 0), optax.sgd(0.1))
     state = tx.init(params)
-    params, state = _sgd_step(tx, model, params, state, x, y)
-    grads = jax.grad(lambda p: _loss(model, p, x, y))(params)
+    params, state = jax.jit(lambda p, s: _sgd_step(tx, model, p, s, x, y))(params, state)
+    grads = jax.jit(jax.grad(lambda p: _loss(model, p, x, y)))(params)
     hidden, _ = _split_readout(grads)
     assert all(float(jnp.abs(leaf).sum()) > 0.0 for leaf in hidden)
 
