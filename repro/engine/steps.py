@@ -123,9 +123,9 @@ class ReplicaModel:
         finite = jnp.isfinite(loss)
         if self.divergence_check == "full" or self.rule.clip_norm is not None:
             # Same expression as in clip_by_global_norm, so XLA computes it once.
-            finite &= jnp.isfinite(optax.global_norm(grads))
+            finite &= jnp.isfinite(optax.tree.norm(grads))
         if self.divergence_check == "full":
-            finite &= jnp.isfinite(optax.global_norm(updates))
+            finite &= jnp.isfinite(optax.tree.norm(updates))
         accept = finite & ~rs.diverged
         diverged = rs.diverged | ~finite
         step_metrics = {name: jnp.mean(v) for name, v in per_example.items()}
