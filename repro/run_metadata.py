@@ -91,10 +91,19 @@ def collect(start_time: str | None = None) -> dict[str, Any]:
     """Metadata for `summary.json`; `end_time`/`wall_time_s` are added by the caller."""
     return {
         **git_info(),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "command": command_line(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "devices": device_info(),
         "versions": package_versions(),
         "start_time": start_time or now_iso(),
     }
+
+
+def command_line() -> str:
+    """The command as a user would retype it: ``python -m repro.train ...`` for the app (sys.argv
+    holds the script's absolute path there), else the interpreter and argv as they were."""
+    program, *args = sys.argv
+    if Path(program).name == "train.py" and Path(program).parent.name == "repro":
+        return " ".join(["python", "-m", "repro.train", *(shlex.quote(a) for a in args)])
+    return " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])

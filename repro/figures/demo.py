@@ -2,14 +2,15 @@
 
 Neelakantan et al.'s deep MLP (20 x 50 ReLU, simple init, clip 10, plain SGD) on scikit-learn's
 8x8 digits, with and without annealed gradient noise: ONE run whose replicas are a grid over
-``noise.eta`` in {0.0, 0.01} x 4 seeds. The two cells select the replicas by their eta.
+``noise.eta`` in {0.0, 0.3} x 4 seeds. The two cells select the replicas by their eta.
 Not a paper; it exercises the whole chain (Hydra -> run dir -> tables, figures, claims.json)
 in minutes on CPU. ``scripts/demo.py`` runs it and then this module.
 
 Sanity checks, not published results:
 D1 the network learns at all: the best replica of either arm beats twice chance (> 20 %);
-D2 noise does not hurt: paired mean difference noise - no noise > -2 points, pairs matched
-   on seed (replicas sharing a seed share their initial parameters and data order).
+D2 noise rescues the badly initialised deep network (Neelakantan et al.'s claim in
+   miniature): paired mean difference noise - no noise >= 10 points, pairs matched on seed
+   (replicas sharing a seed share their initial parameters and data order).
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ from repro.figures.core import (
 )
 
 ETA = "noise.eta"
-NOT_WORSE_BY = 2.0  # points
+RESCUE_BY = 10.0  # points
 LEARNS_ABOVE = 20.0  # percent: twice chance on 10 classes
 PAIR_KEYS = ("seed",)
 
 # Both cells are the replicas of one experiment, told apart by their grid value of eta.
 CELLS = (
     Cell("no_noise", "demo", where=((ETA, 0.0),)),
-    Cell("noise", "demo", where=((ETA, 0.01),)),
+    Cell("noise", "demo", where=((ETA, 0.3),)),
 )
 
 TABLES = (
@@ -54,7 +55,7 @@ TABLES = (
 )
 
 
-def noise_not_worse(data: PaperData) -> ClaimOutcome:
+def noise_rescues(data: PaperData) -> ClaimOutcome:
     paired = paired_difference(data, "noise", "no_noise", PAIR_KEYS)
     ours = {
         key: {"best": float(v.max()), "mean": float(v.mean()), "n": int(v.size)}
@@ -64,7 +65,7 @@ def noise_not_worse(data: PaperData) -> ClaimOutcome:
         )
     }
     ours["paired"] = paired
-    return ClaimOutcome(paired["mean_diff"] > -NOT_WORSE_BY, ours)
+    return ClaimOutcome(paired["mean_diff"] >= RESCUE_BY, ours)
 
 
 def learns(data: PaperData) -> ClaimOutcome:
@@ -76,7 +77,7 @@ CLAIMS = (
     Claim(
         id="D1",
         claim="demo sanity check: the network learns (beats twice chance)",
-        setting="digits, 20 x 50 ReLU MLP, clip 10, SGD lr 0.05: noise.eta 0 and 0.01",
+        setting="digits, 20 x 50 ReLU MLP, clip 10, SGD lr 0.05: noise.eta 0 and 0.3",
         rule=f"max over the replicas of both arms > {LEARNS_ABOVE} %",
         cells=("no_noise", "noise"),
         paper={"statement": "no paper value (demo)", "value": None},
@@ -84,13 +85,13 @@ CLAIMS = (
     ),
     Claim(
         id="D2",
-        claim="demo sanity check: gradient noise does not hurt the deep MLP on digits",
-        setting="digits, 20 x 50 ReLU MLP, clip 10, SGD lr 0.05: noise.eta 0 vs 0.01",
-        rule=f"paired mean difference noise - no noise > -{NOT_WORSE_BY} points "
+        claim="gradient noise rescues a badly initialised 20-layer MLP on digits",
+        setting="digits, 20 x 50 ReLU MLP, clip 10, SGD lr 0.05: noise.eta 0 vs 0.3",
+        rule=f"paired mean difference noise - no noise >= {RESCUE_BY} points "
         "(pairs matched on seed)",
         cells=("no_noise", "noise"),
         paper={"statement": "no paper value (demo)", "value": None},
-        evaluate=noise_not_worse,
+        evaluate=noise_rescues,
     ),
 )
 

@@ -30,7 +30,7 @@ def _check_demo_run(root: Path, seeds: int) -> None:
     frame = collection.frame()
     assert len(frame) == 2 * seeds
     assert frame["name"].unique().tolist() == ["demo"]
-    assert sorted(frame["noise.eta"].unique()) == [0.0, 0.01]
+    assert sorted(frame["noise.eta"].unique()) == [0.0, 0.3]
     assert frame["seed"].tolist() == list(range(seeds)) * 2  # grid-major, seed-minor
     accuracy = frame["final.test_accuracy"]
     assert accuracy.between(0.0, 1.0).all()
