@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import optax
 from optax import ScalarOrSchedule
 
-from repro.optim.prng import GENERATORS, as_key, split_key, tree_normal_like
+from repro.optim.prng import GENERATORS, LAYOUTS, as_key, split_key, tree_normal_like
 from repro.optim.transforms import scale_by_learning_rate
 from repro.validation import check_nonnegative
 
@@ -113,6 +113,7 @@ def add_noise(
     seed: int | None = None,
     anneal: bool = True,
     generator: str = "threefry_boxmuller",
+    layout: str = "chunked",
 ) -> optax.GradientTransformationExtraArgs:
     r"""Add annealed Gaussian noise to the updates (Neelakantan et al., 2015).
 
@@ -139,6 +140,8 @@ def add_noise(
       anneal: ``False`` keeps the variance fixed at :math:`\eta_t` (the paper's ablation).
       generator: ``"threefry_boxmuller"`` (default, fast), ``"jax"`` (``jax.random.normal``
         with the same per-path keys) or ``"optax"`` (optax's exact stream, positional keys).
+      layout: ``"chunked"`` (default) or ``"per_leaf"``: how ``threefry_boxmuller`` is
+        computed (same numbers; see :data:`repro.optim.prng.LAYOUTS`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``params`` and extra arguments are
@@ -148,6 +151,8 @@ def add_noise(
     check_nonnegative("gamma", gamma)
     if generator not in GENERATORS:
         raise ValueError(f"generator must be one of {list(GENERATORS)}, got {generator!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if not isinstance(anneal, bool):
         raise TypeError(f"anneal must be a bool, got {anneal!r}")
     base_key = as_key(key, seed)
@@ -166,7 +171,7 @@ def add_noise(
         float_updates = jax.tree.map(
             lambda g: g if _is_real_float(g) else None, updates, is_leaf=lambda x: x is None
         )
-        noise = tree_normal_like(step_key, float_updates, generator=generator)
+        noise = tree_normal_like(step_key, float_updates, generator=generator, layout=layout)
         noisy = jax.tree.map(
             lambda g, z: g if z is None else _add_scaled(g, std, z),
             updates,
@@ -196,6 +201,7 @@ def noisy_sgd(
     seed: int | None = None,
     anneal: bool = True,
     generator: str = "threefry_boxmuller",
+    layout: str = "chunked",
 ) -> optax.GradientTransformationExtraArgs:
     r"""SGD with annealed Gaussian gradient noise (Neelakantan et al., 2015).
 
@@ -211,6 +217,6 @@ def noisy_sgd(
     """
     check_nonnegative("learning_rate", learning_rate)
     return optax.chain(
-        add_noise(eta, gamma, key, seed=seed, anneal=anneal, generator=generator),
+        add_noise(eta, gamma, key, seed=seed, anneal=anneal, generator=generator, layout=layout),
         scale_by_learning_rate(learning_rate),
     )

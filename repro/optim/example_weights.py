@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro.optim.prng import key_words, normal_from_bits, threefry2x32
+from repro.optim.prng import key_words, leaf_normal, threefry2x32
 from repro.validation import (
     check_int,
     check_nonnegative,
@@ -99,7 +99,8 @@ def _bits(key: Any, num: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _normals(key: Any, num: int) -> jax.Array:
-    return normal_from_bits(*_bits(key, num))
+    k0, k1 = key_words(key)
+    return leaf_normal(k0, k1, (num,))
 
 
 def _uniform(word: jax.Array) -> jax.Array:

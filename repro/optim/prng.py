@@ -15,35 +15,34 @@ Three things live here:
    a 64-bit hash (BLAKE2b) of the leaf's path (``['params']['Dense_0']['kernel']``): a leaf
    draws the same noise whatever else is in the tree.
 
-3. **A fast Gaussian generator** (:func:`leaf_normal`). Per leaf and step,
+3. **A fast Gaussian generator** (:func:`leaf_normal`, :func:`box_muller`). For the leaf
+   with key :math:`k_\ell` (from 2.) and every block index :math:`i`,
 
    .. math::
 
-      (a_i, b_i) = \mathrm{Threefry2x32}_{20}(k_\ell;\ (0, i)),\quad
-      u_i = (\lfloor a_i / 2 \rfloor + \tfrac12)\,2^{-31},\quad
-      s_i = \lfloor b_i / 2^8 \rfloor\,2^{-24} - \tfrac12,
+      (a_i, b_i) = \mathrm{Threefry2x32}_{20}(k_\ell;\ (0, i)),\qquad
+      (z_{2i}, z_{2i+1}) = \mathrm{BoxMuller}(a_i, b_i)
 
-   .. math::
-
-      z_i = \sqrt{-2 \ln u_i}\ \sin(\pi s_i)\qquad\text{(Box--Muller)}
-
-   for element ``i`` (row-major) of a leaf with key :math:`k_\ell`. The block function is
-   Random123's Threefry-2x32 with 20 rounds, bit-for-bit the hash behind
-   ``jax.random`` (tested), so the bits have jax's statistical quality; only the way
-   they are turned into normals differs. Why it is faster than ``jax.random.normal`` on CPU:
+   gives elements :math:`2i` and :math:`2i+1` (row-major) of the leaf's standard normals
+   (see :func:`box_muller` for the exact map). The block function is Random123's
+   Threefry-2x32 with 20 rounds, bit-for-bit the hash behind ``jax.random`` (tested), so
+   the bits have jax's statistical quality; only the way they become normals differs. It
+   costs about a third of ``jax.random.normal`` on CPU because:
 
    * jax lowers Threefry on CPU as a rolled ``while`` loop (5 iterations of 4 rounds) that
-     cannot fuse with anything; here the 20 rounds are unrolled ``jnp`` integer ops that
-     XLA fuses, with the Box-Muller transform and the caller's ``g + sigma * z``, into the
-     one loop that already writes the update -- no extra kernels, no extra memory traffic;
-   * Box-Muller with a polynomial sine needs one ``log`` and one ``sqrt`` per normal,
-     about half the work of XLA's ``erf_inv``;
-   * both 32-bit words of a block are used (jax derives one 32-bit word per block).
+     fuses with nothing, one small loop per leaf; here the 20 rounds are unrolled ``jnp``
+     integer ops and every leaf's normals come from ONE vectorized kernel
+     (``layout="chunked"``, :data:`LAYOUTS`);
+   * each 64-bit Threefry block yields two normals (jax spends a block per normal), and the
+     ``log``/``sqrt``/``sin``/``cos`` of Box-Muller are short polynomial/Newton sequences of
+     multiply-adds (XLA's ``erf_inv`` costs about twice as much per normal);
+   * XLA would re-run the generator inside every leaf's update loop, with the leaf's awkward
+     shape; a ``cond`` XLA cannot fold makes it write the normals once instead.
 
-   Quality: :math:`u \in (2^{-32}, 1]` so :math:`|z| \le \sqrt{64 \ln 2} = 6.66`
-   (``jax.random.normal`` float32 caps at about 5.4); the sine polynomial is accurate to
-   6e-8. Tests check moments, a Kolmogorov-Smirnov test, tail frequencies, and
-   independence across elements, leaves, steps and vmapped replicas
+   Quality: :math:`|z| \le \sqrt{64 \ln 2} = 6.66` (``jax.random.normal`` float32 stops at
+   5.42); the elementary functions are accurate to a few 1e-7 relative. Tests check
+   moments, a Kolmogorov-Smirnov test, tail frequencies, and independence across elements,
+   the two normals of a block, leaves, steps and vmapped replicas
    (``tests/optim/test_prng.py``).
 
    Everything is elementwise on ``uint32``/``float32`` with the key as an operand, so under
@@ -54,6 +53,7 @@ Three things live here:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
@@ -67,11 +67,12 @@ from jax import lax
 
 __all__ = [
     "GENERATORS",
+    "LAYOUTS",
     "as_key",
+    "box_muller",
     "key_words",
     "leaf_key_words",
     "leaf_normal",
-    "normal_from_bits",
     "path_hash",
     "path_string",
     "split_key",
@@ -103,7 +104,7 @@ def _rotate_left(x: jax.Array, distance: int) -> jax.Array:
 
 
 def threefry2x32(
-    k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array
+    k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array, rounds: int = 20
 ) -> tuple[jax.Array, jax.Array]:
     """Random123 Threefry-2x32 with 20 rounds, as unrolled elementwise ``uint32`` ops.
 
@@ -114,7 +115,7 @@ def threefry2x32(
     ks = (k0, k1, k0 ^ k1 ^ _THREEFRY_PARITY)
     x0 = x0 + ks[0]
     x1 = x1 + ks[1]
-    for i in range(20):
+    for i in range(rounds):
         x0 = x0 + x1
         x1 = _rotate_left(x1, _THREEFRY_ROTATIONS[i % 8])
         x1 = x0 ^ x1
@@ -278,62 +279,246 @@ def leaf_key_words(key: jax.Array, paths: Sequence[Sequence[Any]]) -> tuple[jax.
 
 
 # ----------------------------------------------------------------------------- normals
+#
+# Everything below uses only integer ops, multiplies and adds: XLA treats sqrt/log/divide as
+# "expensive" and refuses to fuse them into a consumer that reads each value twice, which
+# would split the generator into two kernels that each recompute the Threefry block.
+
+_F32 = jnp.float32
 
 
-def _sin_half_pi_range(y: jax.Array) -> jax.Array:
+def _sin_poly(y: jax.Array) -> jax.Array:
     """``sin(y)`` for ``|y| <= pi/2``: Taylor polynomial to ``y^11`` (error < 6e-8)."""
     y2 = y * y
-    poly = jnp.float32(-1.0 / 39916800.0)
+    poly = _F32(-1.0 / 39916800.0)
     for coeff in (1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0, 1.0):
-        poly = poly * y2 + jnp.float32(coeff)
+        poly = poly * y2 + _F32(coeff)
     return y * poly
 
 
+def _cos_poly(y: jax.Array) -> jax.Array:
+    """``cos(y)`` for ``|y| <= pi/2``: Taylor polynomial to ``y^12`` (error < 7e-9)."""
+    y2 = y * y
+    poly = _F32(1.0 / 479001600.0)
+    for coeff in (-1.0 / 3628800.0, 1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5, 1.0):
+        poly = poly * y2 + _F32(coeff)
+    return poly
+
+
+# ln(1 + f) = f * P(f) on [sqrt(1/2) - 1, sqrt(2) - 1]: Chebyshev fit, relative error < 3e-7.
+_LOG1P_COEFFS = (
+    0.9999999403953552,
+    -0.5000036358833313,
+    0.33335113525390625,
+    -0.24970071017742157,
+    0.19898565113544464,
+    -0.17247013747692108,
+    0.1623418927192688,
+    -0.10134056955575943,
+)
+_SQRT_HALF_BITS = 0x3F3504F3  # float32 bits of sqrt(1/2)
+
+
+def _log_positive(x: jax.Array) -> jax.Array:
+    """``ln x`` for normal, positive, finite float32 ``x`` (relative error < 3e-7).
+
+    ``x = 2^k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` (integer range reduction, as in
+    musl's ``logf``) and ``ln x = k ln 2 + ln m``.
+    """
+    shifted = lax.bitcast_convert_type(x, jnp.int32) - _SQRT_HALF_BITS
+    exponent = shifted >> 23  # arithmetic shift: floor division by 2^23
+    mantissa = lax.bitcast_convert_type((shifted & 0x007FFFFF) + _SQRT_HALF_BITS, _F32)
+    f = mantissa - _F32(1.0)
+    poly = _F32(_LOG1P_COEFFS[-1])
+    for coeff in reversed(_LOG1P_COEFFS[:-1]):
+        poly = poly * f + _F32(coeff)
+    return f * poly + _to_float(exponent) * _F32(math.log(2.0))
+
+
+def _sqrt_nonnegative(x: jax.Array) -> jax.Array:
+    """``sqrt(x)`` for finite ``x >= 0`` (relative error < 2e-7; ``sqrt(0) = 0``).
+
+    ``x * rsqrt(x)`` with the classic bit-level first guess and three Newton steps.
+    """
+    guess = lax.bitcast_convert_type(
+        jnp.int32(0x5F3759DF) - (lax.bitcast_convert_type(x, jnp.int32) >> 1), _F32
+    )
+    half_x = _F32(0.5) * x
+    for _ in range(3):
+        guess = guess * (_F32(1.5) - half_x * guess * guess)
+    return x * guess
+
+
 def _to_float(x: jax.Array) -> jax.Array:
-    return lax.convert_element_type(x, jnp.float32)
+    return lax.convert_element_type(x, _F32)
 
 
-def normal_from_bits(a: jax.Array, b: jax.Array) -> jax.Array:
-    r"""Standard normal ``float32`` from two independent uniform ``uint32`` words.
+def box_muller(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""Two independent standard normals (``float32``) from two uniform ``uint32`` words.
 
-    Box-Muller with one output: :math:`z = \sqrt{-2\ln u}\,\sin(\pi s)`, with
-    :math:`u = (\lfloor a/2\rfloor + \frac12) 2^{-31} \in (0, 1]` and
-    :math:`s = \lfloor b/2^8\rfloor 2^{-24} - \frac12 \in [-\frac12, \frac12)`.
-    :math:`\sin(\pi s)` for uniform ``s`` has the law of :math:`\cos\Theta`,
-    :math:`\Theta \sim U[0, 2\pi)`, so ``z`` is exactly Box-Muller's first output.
+    .. math::
+
+       u = (\lfloor a/2 \rfloor + \tfrac12)\,2^{-31} \in (0, 1],\quad
+       \phi = \pi(\lfloor b/2^8 \rfloor 2^{-24} - \tfrac12) \in [-\tfrac\pi2, \tfrac\pi2),
+       \quad \sigma = (-1)^{a \bmod 2},
+
+    .. math::
+
+       z_0 = \sqrt{-2 \ln u}\,\sin\phi,\qquad z_1 = \sigma \sqrt{-2 \ln u}\,\cos\phi .
+
+    :math:`(\sin\phi, \sigma\cos\phi)` is uniform on the circle, so this is exactly the
+    Box-Muller transform. ``ln``, ``sqrt``, ``sin`` and ``cos`` are polynomial/Newton
+    approximations accurate to a few 1e-7 relative; ``|z| <= sqrt(64 ln 2) = 6.66``.
     """
     # Shifting keeps the values below 2**31 so the signed conversion (one instruction) is exact.
     a31 = _to_float(lax.bitcast_convert_type(a >> _UINT32(1), jnp.int32))
     b24 = _to_float(lax.bitcast_convert_type(b >> _UINT32(8), jnp.int32))
-    u = (a31 + jnp.float32(0.5)) * jnp.float32(2.0**-31)
-    s = b24 * jnp.float32(2.0**-24) - jnp.float32(0.5)
-    radius = jnp.sqrt(jnp.float32(-2.0) * jnp.log(u))
-    return radius * _sin_half_pi_range(jnp.float32(math.pi) * s)
+    u = a31 * _F32(2.0**-31) + _F32(2.0**-32)
+    phi = b24 * _F32(math.pi * 2.0**-24) - _F32(math.pi / 2)
+    radius = _sqrt_nonnegative(_F32(-2.0) * _log_positive(u))
+    sign = (a & _UINT32(1)) << _UINT32(31)
+    cos = lax.bitcast_convert_type(lax.bitcast_convert_type(_cos_poly(phi), _UINT32) ^ sign, _F32)
+    return radius * _sin_poly(phi), radius * cos
+
+
+def _pairs_to_normals(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``[..., n]`` blocks -> ``[..., n, 2]`` normals, computed in ONE kernel.
+
+    Writing both outputs through a ``select`` on a size-2 minor axis (not ``stack``, whose
+    emitter branches per operand) lets LLVM unroll that axis and compute each Threefry
+    block and each ``log``/``sqrt`` once for the two normals.
+    """
+    z0, z1 = box_muller(a, b)
+    lane = lax.broadcasted_iota(jnp.int32, (*z0.shape, 2), z0.ndim)
+    return jnp.where(lane == 0, z0[..., None], z1[..., None])
 
 
 def leaf_normal(k0: jax.Array, k1: jax.Array, shape: Sequence[int]) -> jax.Array:
     """Standard normals of ``shape`` (``float32``) for one leaf with key words ``(k0, k1)``.
 
-    Element ``i`` (row-major) uses Threefry block ``(0, i)``; leaves up to 2**32 elements.
+    Elements ``2i`` and ``2i + 1`` (row-major) are the two :func:`box_muller` outputs of
+    Threefry block ``(0, i)``; leaves may have up to 2**32 elements.
     """
     size = math.prod(shape)
-    if size >= 2**32:
-        raise ValueError(f"a leaf must have fewer than 2**32 elements, got shape {tuple(shape)}")
-    counter = lax.iota(_UINT32, size).reshape(tuple(shape))
-    a, b = threefry2x32(k0, k1, 0, counter)
-    return normal_from_bits(a, b)
+    if size > 2**32:
+        raise ValueError(f"a leaf must have at most 2**32 elements, got shape {tuple(shape)}")
+    blocks = -(-size // 2)
+    a, b = threefry2x32(k0[..., None], k1[..., None], 0, lax.iota(_UINT32, blocks))
+    flat = _pairs_to_normals(a, b).reshape(*a.shape[:-1], 2 * blocks)
+    return flat[..., :size].reshape(*flat.shape[:-1], *shape)
 
 
-def tree_normal_like(key: jax.Array, tree: Any, *, generator: str = "threefry_boxmuller") -> Any:
+LAYOUTS = ("chunked", "per_leaf")
+"""How the ``threefry_boxmuller`` generator is computed (the numbers are the same):
+
+* ``"chunked"`` (default): every leaf's normals in one kernel over a ``[chunks, 64, 2]``
+  array (each leaf padded to whole chunks of 128 normals), then sliced per leaf. XLA:CPU
+  vectorizes a loop only when its minor dimension is a multiple of the vector width, so
+  leaf-shaped loops (``[784, 50]``) would run partly as scalar code; and only this form
+  computes each Threefry block once for its two normals.
+* ``"per_leaf"``: each leaf's normals computed inside the kernel that adds them, with no
+  intermediate array. It suits leaves sharded across devices (each device computes only
+  its shard; the chunked array is computed whole on every device) and accelerators.
+"""
+
+_CHUNK = 128  # normals per chunk: 64 Threefry blocks
+
+
+@functools.lru_cache(maxsize=256)
+def _chunk_layout(
+    sizes: tuple[int, ...], hashes: tuple[tuple[int, int], ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Per-chunk path hash and first block index; each leaf's offset in the flat array."""
+    num_chunks = [-(-size // _CHUNK) for size in sizes]
+    chunk_hi = np.repeat(np.array([h for h, _ in hashes], np.uint32), num_chunks)
+    chunk_lo = np.repeat(np.array([lo for _, lo in hashes], np.uint32), num_chunks)
+    first_block = np.concatenate(
+        [np.arange(n, dtype=np.uint32) * (_CHUNK // 2) for n in num_chunks]
+        + [np.zeros(0, np.uint32)]
+    )
+    offsets = tuple(int(o) * _CHUNK for o in np.cumsum([0, *num_chunks])[:-1])
+    return chunk_hi, chunk_lo, first_block, offsets
+
+
+def _chunk_generator(first_block: np.ndarray) -> Any:
+    """``(chunk_k0, chunk_k1) -> normals [..., chunks, 64, 2]``, materialized in one kernel.
+
+    The kernel runs inside a ``cond`` whose predicate XLA cannot fold (``k | 1 != 0``):
+    XLA fuses elementwise producers into all their consumers (on CPU even through
+    ``optimization_barrier``), which would re-run the generator inside every leaf's update
+    loop with that leaf's shape. The custom vmap rule keeps the predicate unbatched, so
+    under ``jax.vmap`` the ``cond`` is not turned into a ``select``.
+    """
+
+    def generate(ck0: jax.Array, ck1: jax.Array) -> jax.Array:
+        counter = first_block[:, None] + lax.iota(_UINT32, _CHUNK // 2)[None, :]
+        a, b = threefry2x32(ck0[..., None], ck1[..., None], 0, counter)
+        return _pairs_to_normals(a, b)
+
+    def skip(ck0: jax.Array, ck1: jax.Array) -> jax.Array:
+        return jnp.zeros((*ck0.shape, _CHUNK // 2, 2), _F32)
+
+    @jax.custom_batching.custom_vmap
+    def materialized(ck0: jax.Array, ck1: jax.Array) -> jax.Array:
+        always = (ck0.reshape(-1)[0] | _UINT32(1)) != 0
+        return lax.cond(always, generate, skip, ck0, ck1)
+
+    @materialized.def_vmap
+    def _rule(axis_size: int, in_batched: list[bool], ck0: jax.Array, ck1: jax.Array):
+        ck0, ck1 = (
+            x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+            for x, batched in zip((ck0, ck1), in_batched, strict=True)
+        )
+        return materialized(ck0, ck1), True
+
+    return materialized
+
+
+def _chunked_normals(
+    key: jax.Array, paths: Sequence[Sequence[Any]], shapes: Sequence[tuple[int, ...]]
+) -> list[jax.Array]:
+    sizes = tuple(math.prod(shape) for shape in shapes)
+    for size, shape in zip(sizes, shapes, strict=True):
+        if size > 2**32:
+            raise ValueError(f"a leaf must have at most 2**32 elements, got shape {shape}")
+    hashes = tuple(path_hash(p) for p in paths)
+    if len(set(hashes)) != len(hashes):
+        raise ValueError("two leaf paths have the same 64-bit hash; rename a parameter")
+    chunk_hi, chunk_lo, first_block, offsets = _chunk_layout(sizes, hashes)
+    if chunk_hi.size == 0:
+        return [jnp.zeros(shape, _F32) for shape in shapes]
+    data = jax.random.key_data(key)
+    # Chunk c's key is its leaf's key: threefry(step key; 64-bit path hash).
+    ck0, ck1 = threefry2x32(data[..., 0, None], data[..., 1, None], chunk_hi, chunk_lo)
+    normals = _chunk_generator(first_block)(ck0, ck1)
+    flat = normals.reshape(*normals.shape[:-3], -1)
+    return [
+        flat[..., offset : offset + size].reshape(*flat.shape[:-1], *shape)
+        for offset, size, shape in zip(offsets, sizes, shapes, strict=True)
+    ]
+
+
+def tree_normal_like(
+    key: jax.Array,
+    tree: Any,
+    *,
+    generator: str = "threefry_boxmuller",
+    layout: str = "chunked",
+) -> Any:
     """A tree of standard normals with ``tree``'s structure and leaf shapes.
 
     ``key`` is a typed Threefry key (one step's key). The normals are ``float32`` for the
     ``threefry_boxmuller`` generator and for float32-or-narrower leaves otherwise; ``jax``
-    and ``optax`` draw wider leaves (float64 under x64) in their own dtype.
+    and ``optax`` draw wider leaves (float64 under x64) in their own dtype. ``layout``
+    (:data:`LAYOUTS`) only matters for ``threefry_boxmuller``.
     """
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {list(GENERATORS)}, got {generator!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
     paths = [p for p, _ in leaves_with_path]
-    leaves = [jnp.asarray(x) for _, x in leaves_with_path]
+    leaves = [jnp.asarray(x) if not hasattr(x, "shape") else x for _, x in leaves_with_path]
     dtypes = [_draw_dtype(x.dtype) for x in leaves]
     if generator == "optax":
         keys = jax.random.split(key, len(leaves))
@@ -341,8 +526,9 @@ def tree_normal_like(key: jax.Array, tree: Any, *, generator: str = "threefry_bo
             jax.random.normal(k, x.shape, dt) for k, x, dt in zip(keys, leaves, dtypes, strict=True)
         ]
         return jax.tree_util.tree_unflatten(treedef, noise)
-    if generator not in GENERATORS:
-        raise ValueError(f"generator must be one of {list(GENERATORS)}, got {generator!r}")
+    if generator == "threefry_boxmuller" and layout == "chunked":
+        noise = _chunked_normals(key, paths, [tuple(x.shape) for x in leaves])
+        return jax.tree_util.tree_unflatten(treedef, noise)
     k0, k1 = leaf_key_words(key, paths)
     noise = []
     for i, x in enumerate(leaves):

@@ -1,0 +1,294 @@
+"""Side-by-side timings of repro.optim against optax and plain SGD (ratios, not seconds).
+
+Usage::
+
+    .venv/bin/python scripts/benchmark_optim.py            # full run, a few minutes
+    .venv/bin/python scripts/benchmark_optim.py --quick    # smoke run, seconds
+
+What it measures (all jitted, ``lax.scan`` over ``--steps`` steps per call):
+
+1. **Update time** on a tree of >= 2M parameters: one optimizer update plus
+   ``apply_updates`` per step, our transformation vs optax's equivalent
+   (``noisy_sgd``, ``novograd``).
+2. **Train step** of the paper's MNIST network (784 inputs, 20 hidden ReLU layers of 50,
+   10 outputs, ~87k parameters) at batch 64: plain SGD vs our ``noisy_sgd`` vs optax's.
+3. **Train step with each example-weight sampler** vs a plain SGD step on the same batch
+   (noise enhancement: vs a plain step on the 2B examples it consumes).
+
+The machine is shared, so every number is a ratio of medians of interleaved repeats:
+each round runs every variant of a group once, in a rotated order, and the ratio of the
+per-variant medians is reported (per-round ratios' spread is shown as an IQR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+import repro.optim as ro
+
+# ----------------------------------------------------------------------------- harness
+
+
+def _time_call(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def interleaved(
+    variants: dict[str, Callable[[], object]], rounds: int, steps: int
+) -> dict[str, np.ndarray]:
+    """Per-step seconds of each variant over ``rounds`` interleaved rounds."""
+    for fn in variants.values():  # compile and warm up
+        jax.block_until_ready(fn())
+        jax.block_until_ready(fn())
+    names = list(variants)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            times[name].append(_time_call(variants[name]) / steps)
+    return {name: np.asarray(t) for name, t in times.items()}
+
+
+def ratio_row(label: str, ours: np.ndarray, base: np.ndarray, target: str) -> str:
+    per_round = ours / base
+    q1, q3 = np.percentile(per_round, [25, 75])
+    ratio = np.median(ours) / np.median(base)
+    return (
+        f"| {label} | {np.median(ours) * 1e6:.0f} | {np.median(base) * 1e6:.0f} | "
+        f"**{ratio:.2f}** | {q1:.2f}-{q3:.2f} | {target} |"
+    )
+
+
+# ----------------------------------------------------------------------------- update time
+
+
+def big_tree(key: jax.Array) -> dict:
+    """~2.1M parameters: 8 dense layers of 512 x 512 with biases, plus a 1000-way head."""
+    keys = jax.random.split(key, 10)
+    tree = {
+        f"layer_{i}": {
+            "kernel": jax.random.normal(keys[i], (512, 512)) * 0.05,
+            "bias": jnp.zeros((512,)),
+        }
+        for i in range(8)
+    }
+    tree["head"] = {"kernel": jax.random.normal(keys[9], (512, 100)) * 0.05, "bias": jnp.zeros(100)}
+    return tree
+
+
+def update_loop(opt: optax.GradientTransformation, params: dict, steps: int) -> Callable:
+    """Jitted scan of `steps` (update + apply_updates) with a cheap synthetic gradient."""
+
+    @jax.jit
+    def run(params):
+        state = opt.init(params)
+
+        def body(carry, _):
+            p, s = carry
+            grads = jax.tree.map(lambda x: 0.01 * x, p)
+            updates, s = opt.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        (p, _), _ = lax.scan(body, (params, state), None, length=steps)
+        return p
+
+    return lambda: run(params)
+
+
+# ----------------------------------------------------------------------------- train steps
+
+
+def mlp_params(key: jax.Array, depth: int = 20, width: int = 50) -> list[dict]:
+    sizes = [784] + [width] * depth + [10]
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [
+        {"w": jax.random.normal(k, (a, b)) * math.sqrt(2.0 / a), "b": jnp.zeros((b,))}
+        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def per_example_loss(params: list[dict], x: jax.Array, y: jax.Array) -> jax.Array:
+    h = x
+    for layer in params[:-1]:
+        h = jax.nn.relu(h @ layer["w"] + layer["b"])
+    logits = h @ params[-1]["w"] + params[-1]["b"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
+def train_loop(
+    opt: optax.GradientTransformation,
+    params: list[dict],
+    data: tuple[jax.Array, jax.Array],
+    steps: int,
+    sampler: object | None = None,
+) -> Callable:
+    """Jitted scan of `steps` SGD steps; each step uses its own slice of `data`."""
+    xs, ys = data  # [steps, batch, ...]
+
+    @jax.jit
+    def run(params, xs, ys):
+        state = opt.init(params)
+        key = jax.random.key(7)
+
+        def body(carry, batch):
+            p, s, k = carry
+            x, y = batch
+            k, sample_key = jax.random.split(k)
+            if sampler is None:
+
+                def loss(q):
+                    return jnp.mean(per_example_loss(q, x, y))
+            else:
+                weights = sampler(sample_key, x.shape[0])
+
+                def loss(q):
+                    return jnp.mean(weights * per_example_loss(q, x, y))
+
+            grads = jax.grad(loss)(p)
+            updates, s = opt.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s, k), None
+
+        (p, _, _), _ = lax.scan(body, (params, state, key), (xs, ys))
+        return p
+
+    return lambda: run(params, xs, ys)
+
+
+def batches(key: jax.Array, steps: int, batch: int) -> tuple[jax.Array, jax.Array]:
+    kx, ky = jax.random.split(key)
+    xs = jax.random.normal(kx, (steps, batch, 784))
+    ys = jax.random.randint(ky, (steps, batch), 0, 10)
+    return xs, ys
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--steps", type=int, default=None, help="scanned steps per call")
+    args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 15)
+    steps = args.steps or (5 if args.quick else 100)
+
+    key = jax.random.key(0)
+    lines = [
+        f"# repro.optim benchmark ({platform.node()}, {jax.devices()[0].device_kind}, "
+        f"{os.cpu_count()} CPUs, jax {jax.__version__}, optax {optax.__version__})",
+        "",
+        f"Interleaved rounds: {rounds}, scanned steps per call: {steps}. Ratio = median of "
+        "ours / median of the baseline; IQR of the per-round ratios.",
+        "",
+        "| comparison | ours (us/step) | baseline (us/step) | ratio | IQR | target |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    # 1. update time on >= 2M parameters
+    tree = big_tree(key)
+    num_params = sum(x.size for x in jax.tree.leaves(tree))
+    lr = 0.01
+    t = interleaved(
+        {
+            "ours_noisy": update_loop(ro.noisy_sgd(lr, 0.01, 0.55, key=0), tree, steps),
+            "optax_noisy": update_loop(optax.noisy_sgd(lr, 0.01, 0.55, key=0), tree, steps),
+            "ours_novograd": update_loop(ro.novograd(lr, weight_decay=1e-3), tree, steps),
+            "optax_novograd": update_loop(optax.novograd(lr, weight_decay=1e-3), tree, steps),
+        },
+        rounds,
+        steps,
+    )
+    lines.append(
+        ratio_row(
+            f"update: noisy_sgd / optax.noisy_sgd ({num_params / 1e6:.1f}M params)",
+            t["ours_noisy"],
+            t["optax_noisy"],
+            "<= 1.05",
+        )
+    )
+    lines.append(
+        ratio_row(
+            f"update: novograd / optax.novograd ({num_params / 1e6:.1f}M params)",
+            t["ours_novograd"],
+            t["optax_novograd"],
+            "<= 1.05",
+        )
+    )
+
+    # 2. the paper's MNIST MLP: plain SGD vs noisy SGD
+    params = mlp_params(key)
+    mlp_size = sum(x.size for x in jax.tree.leaves(params))
+    data64 = batches(key, steps, 64)
+    t = interleaved(
+        {
+            "sgd": train_loop(optax.sgd(lr), params, data64, steps),
+            "ours": train_loop(ro.noisy_sgd(lr, 0.01, 0.55, key=0), params, data64, steps),
+            "optax": train_loop(optax.noisy_sgd(lr, 0.01, 0.55, key=0), params, data64, steps),
+        },
+        rounds,
+        steps,
+    )
+    label = f"20x50 MLP ({mlp_size / 1e3:.0f}k params), batch 64"
+    lines.append(ratio_row(f"{label}: noisy_sgd step / SGD step", t["ours"], t["sgd"], "<= 1.5"))
+    lines.append(
+        ratio_row(f"{label}: optax.noisy_sgd step / SGD step", t["optax"], t["sgd"], "(3.2)")
+    )
+    lines.append(
+        ratio_row(f"{label}: noisy_sgd step / optax.noisy_sgd step", t["ours"], t["optax"], "")
+    )
+
+    # 3. example-weight samplers vs plain SGD on the same batch
+    batch = 64
+    samplers = {
+        "sgd_sampling(16)": ro.sgd_sampling(16),
+        "bernoulli_sampling(0.25)": ro.bernoulli_sampling(0.25),
+        "gaussian_fisher(1.0)": ro.gaussian_fisher(1.0),
+        "gaussian_gradient_covariance(1.0)": ro.gaussian_gradient_covariance(1.0),
+        "sparse_gaussian(1.0, 16)": ro.sparse_gaussian(1.0, 16),
+        "ghost_batch_gaussian(1.0, 16)": ro.ghost_batch_gaussian(1.0, 16),
+    }
+    variants = {"plain": train_loop(optax.sgd(lr), params, data64, steps)}
+    for name, sampler in samplers.items():
+        variants[name] = train_loop(optax.sgd(lr), params, data64, steps, sampler)
+    t = interleaved(variants, rounds, steps)
+    for name in samplers:
+        lines.append(
+            ratio_row(f"MLP batch {batch}: {name} step / SGD step", t[name], t["plain"], "<= 1.05")
+        )
+    enhancement = ro.noise_enhancement(0.5)
+    data128 = batches(key, steps, enhancement.num_examples(batch))
+    t = interleaved(
+        {
+            "plain": train_loop(optax.sgd(lr), params, data128, steps),
+            "enhanced": train_loop(optax.sgd(lr), params, data128, steps, enhancement),
+        },
+        rounds,
+        steps,
+    )
+    lines.append(
+        ratio_row(
+            f"MLP 2 x {batch}: noise_enhancement(0.5) step / SGD step on {2 * batch}",
+            t["enhanced"],
+            t["plain"],
+            "<= 1.05",
+        )
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
