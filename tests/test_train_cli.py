@@ -102,7 +102,13 @@ def test_multirun_gives_one_dir_per_job_and_rerun_skips_them(tmp_path: Path) -> 
 def test_killed_run_resumes_to_bit_identical_metrics(tmp_path: Path) -> None:
     """Start, SIGKILL after a few checkpoints, start the same command again: the metrics and
     summary equal those of an uninterrupted run (timing fields aside)."""
-    args = [*TINY, "noise=additive", "trainer.clip_norm=10", "trainer.epochs=25"]
+    args = [
+        *TINY,
+        "noise=additive",
+        "trainer.clip_norm=10",
+        "trainer.epochs=25",
+        "trainer.checkpoint_min_interval_s=0",
+    ]
     reference = tmp_path / "reference"
     interrupted = tmp_path / "interrupted"
     reference.mkdir()

@@ -73,6 +73,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     _require_int("trainer.eval_every_epochs", trainer.get("eval_every_epochs", 1), 1)
     _require_int("trainer.checkpoint_every_epochs", trainer.get("checkpoint_every_epochs", 1), 0)
     _require_int("trainer.checkpoint_max_to_keep", trainer.get("checkpoint_max_to_keep", 2), 1)
+    interval = trainer.get("checkpoint_min_interval_s", 0) or 0
+    if not _is_number(interval) or interval < 0:
+        raise ValueError(f"trainer.checkpoint_min_interval_s must be >= 0, got {interval!r}")
     _require_int("trainer.chunks_per_epoch", trainer.get("chunks_per_epoch", 1), 1)
     _require_int("trainer.eval_train_examples", trainer.get("eval_train_examples", 0), 0)
     if trainer.get("data_seed") is not None:

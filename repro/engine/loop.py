@@ -54,6 +54,8 @@ NON_RESULT_KEYS = (
     "trainer.chunks_per_epoch",
     "trainer.checkpoint_every_epochs",
     "trainer.checkpoint_max_to_keep",
+    "trainer.checkpoint_min_interval_s",
+    "trainer.checkpoint_within_epoch",
 )
 HOOK_STREAM = 1_000_003  # fold-in id of the diagnostics key, disjoint from training streams
 # Orbax logs every save at INFO through absl (dozens of lines per checkpoint), and warns at
@@ -269,7 +271,11 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
 
     # ---- resume ----
     metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
-    ckpt_every = int(trainer.get("checkpoint_every_epochs", 1))
+    policy = CheckpointPolicy(
+        every_epochs=int(trainer.get("checkpoint_every_epochs", 1)),
+        min_interval_s=float(trainer.get("checkpoint_min_interval_s", 0.0) or 0.0),
+        within_epoch=bool(trainer.get("checkpoint_within_epoch", False)),
+    )
     checkpointer = Checkpointer(
         workdir / out.CHECKPOINT_DIR, max_to_keep=int(trainer.get("checkpoint_max_to_keep", 2))
     )
@@ -319,6 +325,11 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
                     )
                     last_update = now
                 step = stop
+                if step < base + steps_per_epoch and policy.due_within_epoch():
+                    checkpointer.save(
+                        state, _ckpt_meta(state, steps_per_epoch, wall_offset, run_start)
+                    )
+                    policy.saved()
             jax.block_until_ready(state.step)
             train_time = time.perf_counter() - epoch_start
             trained_steps = step - first_step
@@ -349,15 +360,9 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
                 record = out.jsonable(record)
                 metrics_log.append(record)
                 logger.log_epoch(record, step)
-            if (ckpt_every and epoch % ckpt_every == 0) or epoch == epochs:
-                checkpointer.save(
-                    state,
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "wall_time_s": wall_offset + time.perf_counter() - run_start,
-                    },
-                )
+            if policy.due_at_epoch_end(epoch, final=epoch == epochs):
+                checkpointer.save(state, _ckpt_meta(state, steps_per_epoch, wall_offset, run_start))
+                policy.saved()
         checkpointer.wait()
         summary = _summary(
             plain,
@@ -377,6 +382,46 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         progress.close()
         checkpointer.close()
         logger.finish(exit_code)
+
+
+class CheckpointPolicy:
+    """When to save: at the end of every `every_epochs`-th epoch (0: only the last one), at
+    most once per `min_interval_s` seconds (the last epoch is always saved); with
+    `within_epoch`, also at chunk boundaries once `min_interval_s` (> 0) has passed, for
+    epochs too long to lose (a run resumed mid-epoch continues bit-identically)."""
+
+    def __init__(self, every_epochs: int, min_interval_s: float, within_epoch: bool) -> None:
+        self.every_epochs = every_epochs
+        self.min_interval_s = min_interval_s
+        self.within_epoch = within_epoch
+        self.last_save = time.perf_counter()
+
+    def _interval_passed(self) -> bool:
+        return time.perf_counter() - self.last_save >= self.min_interval_s
+
+    def due_at_epoch_end(self, epoch: int, final: bool) -> bool:
+        if final:
+            return True
+        return (
+            bool(self.every_epochs) and epoch % self.every_epochs == 0 and self._interval_passed()
+        )
+
+    def due_within_epoch(self) -> bool:
+        return self.within_epoch and self.min_interval_s > 0 and self._interval_passed()
+
+    def saved(self) -> None:
+        self.last_save = time.perf_counter()
+
+
+def _ckpt_meta(
+    state: TrainState, steps_per_epoch: int, wall_offset: float, run_start: float
+) -> dict[str, Any]:
+    step = int(state.step)
+    return {
+        "step": step,
+        "epoch": step // steps_per_epoch,
+        "wall_time_s": wall_offset + time.perf_counter() - run_start,
+    }
 
 
 def _epoch_record(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,31 @@ def test_resume_from_mid_run_checkpoint_is_bit_identical(
     assert resumed["metadata"]["resumed_from_step"] == 1437 // 64
     assert read_metrics(tmp_path / "a", timing=False) == read_metrics(tmp_path / "b", timing=False)
     assert full["replicas"] == resumed["replicas"]
+
+
+def test_resume_from_mid_epoch_checkpoint_is_bit_identical(
+    compose_cfg, read_metrics, tmp_path: Path
+) -> None:
+    """Chunk-boundary checkpoints (long epochs): drop every checkpoint after one taken in the
+    middle of epoch 2 and the summary, rerun: the run continues mid-epoch to the same end."""
+    overrides = (
+        "noise=additive",
+        "trainer.chunks_per_epoch=3",
+        "trainer.checkpoint_within_epoch=true",
+        "trainer.checkpoint_min_interval_s=1e-9",
+        "trainer.checkpoint_max_to_keep=20",
+    )
+    full = train_and_evaluate(compose_cfg(*overrides), tmp_path)
+    before = read_metrics(tmp_path, timing=False)
+    steps_per_epoch = 1437 // 64
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    mid = [s for s in saved if steps_per_epoch < s < 2 * steps_per_epoch]
+    assert mid, saved
+    for step in saved:
+        if step > mid[0]:
+            shutil.rmtree(tmp_path / "checkpoints" / str(step))
+    (tmp_path / "summary.json").unlink()
+    resumed = train_and_evaluate(compose_cfg(*overrides), tmp_path)
+    assert resumed["metadata"]["resumed_from_step"] == mid[0]
+    assert read_metrics(tmp_path, timing=False) == before
+    assert resumed["replicas"] == full["replicas"]
