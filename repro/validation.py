@@ -22,6 +22,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
@@ -56,11 +57,12 @@ def _as_float_array(name: str, value: Any) -> np.ndarray:
         array = np.asarray(value)
     except Exception as err:
         raise TypeError(f"{name} must be a number, got {value!r}") from err
+    # jnp.issubdtype also knows ml_dtypes such as bfloat16, which NumPy does not.
     if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
+        jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)
     ):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    if np.iscomplexobj(array):
+    if jnp.issubdtype(array.dtype, jnp.complexfloating):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return array.astype(np.float64)
 

@@ -211,20 +211,27 @@ def split_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     Bit-for-bit equal to ``tuple(jax.random.split(key))`` (both values of
     ``jax_threefry_partitionable``; tested).
     """
-    data = jax.random.key_data(key)
-    k0, k1 = data[..., 0], data[..., 1]
-    if jax.config.jax_threefry_partitionable:
-        new0, new1 = threefry2x32(k0, k1, 0, 0)
-        sub0, sub1 = threefry2x32(k0, k1, 0, 1)
-        new, sub = jnp.stack([new0, new1], -1), jnp.stack([sub0, sub1], -1)
-    else:
-        y0_0, y1_0 = threefry2x32(k0, k1, 0, 2)
-        y0_1, y1_1 = threefry2x32(k0, k1, 1, 3)
-        new, sub = jnp.stack([y0_0, y0_1], -1), jnp.stack([y1_0, y1_1], -1)
+    new, sub = _split_key_data(
+        jax.random.key_data(key), bool(jax.config.jax_threefry_partitionable)
+    )
     return (
         jax.random.wrap_key_data(new, impl=_THREEFRY_IMPL),
         jax.random.wrap_key_data(sub, impl=_THREEFRY_IMPL),
     )
+
+
+# jit-wrapped so that eager callers run one compiled kernel, not ~100 dispatched ops;
+# inside an outer jit it is simply inlined.
+@functools.partial(jax.jit, static_argnums=1)
+def _split_key_data(data: jax.Array, partitionable: bool) -> tuple[jax.Array, jax.Array]:
+    k0, k1 = data[..., 0], data[..., 1]
+    if partitionable:
+        new0, new1 = threefry2x32(k0, k1, 0, 0)
+        sub0, sub1 = threefry2x32(k0, k1, 0, 1)
+        return jnp.stack([new0, new1], -1), jnp.stack([sub0, sub1], -1)
+    y0_0, y1_0 = threefry2x32(k0, k1, 0, 2)
+    y0_1, y1_1 = threefry2x32(k0, k1, 1, 3)
+    return jnp.stack([y0_0, y0_1], -1), jnp.stack([y1_0, y1_1], -1)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -399,9 +406,15 @@ def leaf_normal(k0: jax.Array, k1: jax.Array, shape: Sequence[int]) -> jax.Array
     Elements ``2i`` and ``2i + 1`` (row-major) are the two :func:`box_muller` outputs of
     Threefry block ``(0, i)``; leaves may have up to 2**32 elements.
     """
+    shape = tuple(int(d) for d in shape)
+    if math.prod(shape) > 2**32:
+        raise ValueError(f"a leaf must have at most 2**32 elements, got shape {shape}")
+    return _leaf_normal_jit(k0, k1, shape)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _leaf_normal_jit(k0: jax.Array, k1: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     size = math.prod(shape)
-    if size > 2**32:
-        raise ValueError(f"a leaf must have at most 2**32 elements, got shape {tuple(shape)}")
     blocks = -(-size // 2)
     a, b = threefry2x32(k0[..., None], k1[..., None], 0, lax.iota(_UINT32, blocks))
     flat = _pairs_to_normals(a, b).reshape(*a.shape[:-1], 2 * blocks)
@@ -484,10 +497,17 @@ def _chunked_normals(
     hashes = tuple(path_hash(p) for p in paths)
     if len(set(hashes)) != len(hashes):
         raise ValueError("two leaf paths have the same 64-bit hash; rename a parameter")
-    chunk_hi, chunk_lo, first_block, offsets = _chunk_layout(sizes, hashes)
-    if chunk_hi.size == 0:
+    if sum(sizes) == 0:
         return [jnp.zeros(shape, _F32) for shape in shapes]
-    data = jax.random.key_data(key)
+    return _chunked_normals_jit(jax.random.key_data(key), tuple(map(tuple, shapes)), hashes)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _chunked_normals_jit(
+    data: jax.Array, shapes: tuple[tuple[int, ...], ...], hashes: tuple[tuple[int, int], ...]
+) -> list[jax.Array]:
+    sizes = tuple(math.prod(shape) for shape in shapes)
+    chunk_hi, chunk_lo, first_block, offsets = _chunk_layout(sizes, hashes)
     # Chunk c's key is its leaf's key: threefry(step key; 64-bit path hash).
     ck0, ck1 = threefry2x32(data[..., 0, None], data[..., 1, None], chunk_hi, chunk_lo)
     normals = _chunk_generator(first_block)(ck0, ck1)
