@@ -402,7 +402,7 @@ def test_multisteps_masked_and_extra_arguments():
     tx.update(params, tx.init(params), params, loss=1.0, anything="ignored")
 
 
-# ----------------------------------------------------------------------------- validation, composition
+# ----------------------------------------------------------------------- validation, composition
 
 
 @pytest.mark.parametrize(
