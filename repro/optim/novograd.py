@@ -77,7 +77,7 @@ import jax.numpy as jnp
 import optax
 from optax import ScalarOrSchedule
 
-from repro.optim.transforms import scale_by_learning_rate
+from repro.optim.transforms import keep_update_dtype, scale_by_learning_rate
 from repro.validation import check_in_range, check_nonnegative, is_checkable
 
 __all__ = [
@@ -241,22 +241,26 @@ def novograd(
     ``chain(scale_by_novograd(b1, b2, eps, eps_root, weight_decay, ...),
     scale_by_learning_rate(learning_rate))`` with optax's defaults (``eps=1e-6`` here,
     ``1e-8`` in :func:`scale_by_novograd`, as in optax). Identical to ``optax.novograd`` for
-    the shared options; updates keep the gradients' dtype. See the module docstring for the
-    math, the fixes and how the reference implementations differ.
+    the shared options; updates have the gradients' dtype (optax returns the momentum's
+    dtype, so a float32 ``mu_dtype`` with bf16 gradients gives float32 updates there). See
+    the module docstring for the math, the fixes and how the reference implementations
+    differ.
     """
     check_nonnegative("learning_rate", learning_rate)
-    return optax.chain(
-        scale_by_novograd(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            weight_decay,
-            mu_dtype,
-            grad_averaging=grad_averaging,
-            decoupled_weight_decay=decoupled_weight_decay,
-        ),
-        scale_by_learning_rate(learning_rate),
+    return keep_update_dtype(
+        optax.chain(
+            scale_by_novograd(
+                b1,
+                b2,
+                eps,
+                eps_root,
+                weight_decay,
+                mu_dtype,
+                grad_averaging=grad_averaging,
+                decoupled_weight_decay=decoupled_weight_decay,
+            ),
+            scale_by_learning_rate(learning_rate),
+        )
     )
 
 
