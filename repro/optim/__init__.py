@@ -39,7 +39,7 @@ from repro.optim.novograd import (
     novograd_openseq2seq,
     scale_by_novograd,
 )
-from repro.optim.prng import as_key, tree_normal_like
+from repro.optim.prng import as_key, fold_in, tree_normal_like
 from repro.optim.transforms import keep_update_dtype, scale_by_learning_rate
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "add_noise",
     "as_key",
     "bernoulli_sampling",
+    "fold_in",
     "gaussian_fisher",
     "gaussian_gradient_covariance",
     "ghost_batch_gaussian",

@@ -253,3 +253,16 @@ def test_bad_generator_or_layout_names():
         prng.tree_normal_like(jax.random.key(0), {}, generator="fast")
     with pytest.raises(ValueError, match="layout must be one of"):
         prng.tree_normal_like(jax.random.key(0), {}, layout="flat")
+
+
+def test_fold_in_matches_jax_random_fold_in():
+    key = jax.random.key(42)
+    for data in (0, 7, 2**31 - 1, jnp.int32(5), jnp.uint32(2**32 - 1)):
+        np.testing.assert_array_equal(
+            jax.random.key_data(prng.fold_in(key, data)),
+            jax.random.key_data(jax.random.fold_in(key, data)),
+        )
+    keys = jax.random.split(key, 3)
+    ours = jax.jit(jax.vmap(prng.fold_in))(keys, jnp.arange(3))
+    theirs = jax.vmap(jax.random.fold_in)(keys, jnp.arange(3))
+    np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(theirs))
