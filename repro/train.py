@@ -130,6 +130,12 @@ def train(cfg: DictConfig, workdir: str | Path | None = None) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; bad input -> `error: <message>` on stderr and exit code 2."""
+    from repro.engine.runtime import configure_compilation_cache, configure_cpu_devices
+
+    # Before JAX starts its CPU client: one XLA host device per core, so that the replicas,
+    # sharded over devices, run on every core (trainer.cpu_devices=1 turns this off).
+    configure_cpu_devices(cfg.trainer.get("cpu_devices", "auto"))
+    configure_compilation_cache(cfg.paths.get("jax_cache_dir"))
     try:
         summary = train(cfg)
     except (ValueError, FileNotFoundError) as error:

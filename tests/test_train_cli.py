@@ -25,6 +25,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
         WANDB_DIR=str(tmp_path / "wandb"),
         WANDB_SILENT="true",
         HYDRA_FULL_ERROR="0",
+        # One compilation cache per test session (and xdist worker): runs of the same program
+        # in different tests load it instead of compiling again.
+        REPRO_JAX_CACHE_DIR=str(tmp_path.parent / "jax_cache"),
     )
     return env
 
@@ -124,7 +127,7 @@ def test_killed_run_resumes_to_bit_identical_metrics(tmp_path: Path) -> None:
         metrics = list(run_dir.glob("*/metrics.jsonl"))
         checkpoints = list(run_dir.glob("*/checkpoints/[0-9]*"))
         done = [c for c in checkpoints if not c.name.endswith("tmp")]
-        if metrics and len(metrics[0].read_text().splitlines()) >= 5 and len(done) >= 2:
+        if metrics and len(metrics[0].read_text().splitlines()) >= 4 and len(done) >= 2:
             proc.send_signal(signal.SIGKILL)
             killed_at = len(metrics[0].read_text().splitlines())
             break
@@ -141,7 +144,7 @@ def test_killed_run_resumes_to_bit_identical_metrics(tmp_path: Path) -> None:
     (ref_job,) = (reference / "out" / "runs" / "smoke").iterdir()
     assert ref_job.name == job.name
     assert _records(job) == _records(ref_job)
-    assert [r["epoch"] for r in _records(job)] == list(range(1, 26))
+    assert [r["epoch"] for r in _records(job)] == list(range(1, 16))
     got = json.loads((job / "summary.json").read_text())
     want = json.loads((ref_job / "summary.json").read_text())
     assert got["replicas"] == want["replicas"]

@@ -38,6 +38,7 @@ from repro.engine.hooks import EpochHook, HookContext
 from repro.engine.instantiate import call_target, to_plain
 from repro.engine.optimizers import UpdateRule
 from repro.engine.progress import Progress
+from repro.engine.sharding import replica_mesh, replicate, shard_replica_axis
 from repro.engine.steps import ReplicaModel, make_init_fn
 from repro.engine.tasks import get_task, num_outputs_for
 from repro.engine.train_state import TrainState, reset_sums
@@ -56,6 +57,8 @@ NON_RESULT_KEYS = (
     "trainer.checkpoint_max_to_keep",
     "trainer.checkpoint_min_interval_s",
     "trainer.checkpoint_within_epoch",
+    "trainer.cpu_devices",
+    "trainer.replica_devices",
 )
 HOOK_STREAM = 1_000_003  # fold-in id of the diagnostics key, disjoint from training streams
 # Orbax logs every save at INFO through absl (dozens of lines per checkpoint), and warns at
@@ -268,6 +271,14 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     eval_fn = make_eval_fn(program)
 
     state: TrainState = init_fn(seed_keys, hparams, train_data["x"][:1])
+
+    # ---- replicas sharded over devices (no communication; see sharding.py) ----
+    mesh = replica_mesh(plan.num_replicas, trainer.get("replica_devices"))
+    state = shard_replica_axis(state, mesh)
+    hparams = shard_replica_axis(hparams, mesh)
+    data_key = replicate(data_key, mesh) if shared_order else shard_replica_axis(data_key, mesh)
+    train_data = replicate(train_data, mesh)
+    eval_sets = replicate(eval_sets, mesh)
 
     # ---- resume ----
     metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)

@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from repro.engine.runtime import configure_compilation_cache
 from repro.train import CONFIG_DIR
 
 # A small, fast run: 8x8 digits, 3 hidden layers of 16 units, 2 epochs of batch 64.
@@ -32,6 +33,12 @@ TINY = (
     "trainer.progress=never",
     "trainer.chunks_per_epoch=3",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Share compiled programs between tests of a session (same shapes compile once)."""
+    configure_compilation_cache(tmp_path_factory.getbasetemp() / "jax_cache")
 
 
 @pytest.fixture
