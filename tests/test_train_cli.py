@@ -109,7 +109,7 @@ def test_killed_run_resumes_to_bit_identical_metrics(tmp_path: Path) -> None:
         *TINY,
         "noise=additive",
         "trainer.clip_norm=10",
-        "trainer.epochs=25",
+        "trainer.epochs=15",
         "trainer.checkpoint_min_interval_s=0",
     ]
     reference = tmp_path / "reference"
