@@ -177,6 +177,33 @@ def train_loop(
     return lambda: run(params, xs, ys)
 
 
+def replicas_loop(
+    make_opt: Callable[[jax.Array], optax.GradientTransformation],
+    params: list[dict],
+    data: tuple[jax.Array, jax.Array],
+    steps: int,
+    num_replicas: int,
+) -> Callable:
+    """`train_loop` for `num_replicas` replicas vmapped, each with its own key (the engine)."""
+    xs, ys = data
+    keys = jax.random.split(jax.random.key(11), num_replicas)
+
+    def one(key):
+        opt = make_opt(key)
+
+        def body(carry, batch):
+            p, s = carry
+            x, y = batch
+            grads = jax.grad(lambda q: jnp.mean(per_example_loss(q, x, y)))(p)
+            updates, s = opt.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        return lax.scan(body, (params, opt.init(params)), (xs, ys))[0][0]
+
+    run = jax.jit(jax.vmap(one))
+    return lambda: run(keys)
+
+
 def batches(key: jax.Array, steps: int, batch: int) -> tuple[jax.Array, jax.Array]:
     kx, ky = jax.random.split(key)
     xs = jax.random.normal(kx, (steps, batch, 784))
@@ -263,6 +290,48 @@ def main() -> None:
     lines.append(
         ratio_row(f"{label}: noisy_sgd step / optax.noisy_sgd step", t["ours"], t["optax"], "")
     )
+
+    replicas = 4
+    t = interleaved(
+        {
+            "sgd": replicas_loop(lambda k: optax.sgd(lr), params, data64, steps, replicas),
+            "ours": replicas_loop(
+                lambda k: ro.noisy_sgd(lr, 0.01, 0.55, key=k), params, data64, steps, replicas
+            ),
+        },
+        rounds,
+        steps,
+    )
+    lines.append(
+        ratio_row(
+            f"{label}, {replicas} vmapped replicas (own keys): noisy_sgd step / SGD step",
+            t["ours"],
+            t["sgd"],
+            "<= 1.5",
+        )
+    )
+
+    # 2b. the noise generators alone on the MLP tree (update = g + noise), vs optax's
+    generators = {
+        "repro (chunked, default)": ro.add_noise(1.0, 0.0, 0),
+        "repro (per_leaf layout)": ro.add_noise(1.0, 0.0, 0, layout="per_leaf"),
+        "repro (generator='jax')": ro.add_noise(1.0, 0.0, 0, generator="jax"),
+        "optax, rbg key": optax.add_noise(1.0, 0.0, jax.random.key(0, impl="rbg")),
+        "optax, unsafe_rbg key": optax.add_noise(1.0, 0.0, jax.random.key(0, impl="unsafe_rbg")),
+    }
+    variants = {"optax": update_loop(optax.add_noise(1.0, 0.0, 0), params, steps)}
+    variants.update({name: update_loop(tx, params, steps) for name, tx in generators.items()})
+    t = interleaved(variants, rounds, steps)
+    for name in generators:
+        vmap_note = " (not vmap-invariant)" if "rbg" in name else ""
+        lines.append(
+            ratio_row(
+                f"noise only, MLP tree: {name} / optax threefry{vmap_note}",
+                t[name],
+                t["optax"],
+                "",
+            )
+        )
 
     # 3. example-weight samplers vs plain SGD on the same batch
     batch = 64

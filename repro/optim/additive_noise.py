@@ -90,7 +90,10 @@ def noise_variance(
     eta_now = _value_at(eta, count)
     if not anneal:
         return jnp.asarray(eta_now)
-    step = optax.safe_increment(count)
+    # In floating point before the power: optax's int32 ``step ** gamma`` overflows for an
+    # integer gamma >= 2 after ~46k steps (negative variance, NaN noise). For a float gamma
+    # this is the same conversion jax applies implicitly (bit-identical to optax).
+    step = optax.safe_increment(count).astype(jnp.result_type(float))
     return jnp.asarray(eta_now / step ** _value_at(gamma, count))
 
 

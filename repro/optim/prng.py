@@ -45,6 +45,14 @@ Three things live here:
    the two normals of a block, leaves, steps and vmapped replicas
    (``tests/optim/test_prng.py``).
 
+   Measured and rejected (``scripts/benchmark_optim.py``, XLA:CPU): ``rbg``/``unsafe_rbg``
+   keys and ``lax.rng_bit_generator`` (Philox or Threefry) are *slower* than jax's Threefry
+   (XLA expands RngBitGenerator into a scalar loop) and are not vmap-invariant (below);
+   Philox written with ``lax.mulhi`` costs more per word than Threefry because the
+   32x32->64 multiply is not a native vector op; ``erf_inv`` costs about twice the
+   polynomial Box-Muller; Threefry with 13 rounds (Random123's documented minimum for
+   2x32) would save about 20% but would no longer be jax's function.
+
    Everything is elementwise on ``uint32``/``float32`` with the key as an operand, so under
    ``jax.vmap`` over replicas with different keys each replica's noise is a function of
    its own key only (unlike ``lax.rng_bit_generator``/``rbg`` keys, whose batching rule

@@ -462,3 +462,14 @@ def test_noisy_sgd_on_rosenbrock_makes_progress():
 
     x = run(jnp.array([-1.0, 1.0]))
     assert float(rosenbrock(x)) < 0.1 * float(rosenbrock(jnp.array([-1.0, 1.0])))
+
+
+def test_integer_gamma_does_not_overflow():
+    """optax computes int32 count ** gamma: with gamma = 2 it overflows after 46341 steps."""
+    count = 60_000
+    assert float(ro.noise_variance(count, 1.0, 2)) == pytest.approx(1.0 / (count + 1) ** 2)
+    tx = ro.add_noise(1.0, 2, 0)
+    grads = {"w": jnp.zeros(4)}
+    state = tx.init(grads)._replace(count=jnp.asarray(count, jnp.int32))
+    updates, _ = tx.update(grads, state)
+    assert np.all(np.isfinite(updates["w"]))

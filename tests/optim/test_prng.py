@@ -266,3 +266,16 @@ def test_fold_in_matches_jax_random_fold_in():
     ours = jax.jit(jax.vmap(prng.fold_in))(keys, jnp.arange(3))
     theirs = jax.vmap(jax.random.fold_in)(keys, jnp.arange(3))
     np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(theirs))
+
+
+def test_why_not_rbg_keys_they_are_not_vmap_invariant():
+    """Pins the reason for not using XLA's RngBitGenerator: under vmap, the bits of every
+    replica come from the first replica's key, so a replica's noise depends on its batch."""
+    keys = jax.random.split(jax.random.key(0, impl="rbg"), 3)
+    batched = jax.vmap(lambda k: jax.random.normal(k, (8,)))(keys)
+    alone = jnp.stack([jax.random.normal(k, (8,)) for k in keys])
+    assert not np.allclose(batched, alone)
+    ours = jax.vmap(lambda k: prng.tree_normal_like(k, {"x": jnp.zeros(8)})["x"])
+    threefry_keys = jax.random.split(jax.random.key(0), 3)
+    singles = jnp.stack([prng.tree_normal_like(k, {"x": jnp.zeros(8)})["x"] for k in threefry_keys])
+    np.testing.assert_allclose(ours(threefry_keys), singles, atol=2e-6)
