@@ -130,8 +130,12 @@ def add_noise(
     :math:`\eta`), :math:`\eta_t = \eta(t - 1)` and :math:`\gamma_t = \gamma(t - 1)` when
     they are schedules. :math:`\xi_t` is independent across steps, leaves and elements; a
     leaf's :math:`\xi_t` depends only on the key, :math:`t` and the leaf's path and shape.
-    See the module docstring for the step convention, optax differences and where to put
-    this relative to a cross-device gradient mean.
+
+    Place it after gradient clipping and before the optimizer (any optax optimizer, e.g.
+    Adam), and after any cross-device gradient mean (``lax.pmean``), with the same key on
+    every device (a replicated state): all replicas then add the same noise to the same
+    mean gradient and stay identical. See the module docstring for the step convention
+    and the differences from optax.
 
     Args:
       eta: noise variance at the first update (``>= 0``); float, array (may be traced) or

@@ -308,10 +308,10 @@ def test_engine_pattern_vmap_over_replicas_with_traced_hyperparameters():
     """The engine builds chain(clip, add_noise(eta, gamma, key), optimizer) inside vmap."""
     params = {"w": jnp.linspace(-1, 1, 6).reshape(2, 3), "b": jnp.zeros(3)}
 
-    def replica(key, eta, lr):
+    def replica(key, eta, lr, gamma=0.55):
         tx = optax.chain(
             optax.clip_by_global_norm(1.0),
-            ro.add_noise(eta, 0.55, key),
+            ro.add_noise(eta, gamma, key),
             ro.noisy_sgd(lr, 0.0, 0.55, key),
         )
         state = tx.init(params)
@@ -327,9 +327,10 @@ def test_engine_pattern_vmap_over_replicas_with_traced_hyperparameters():
     keys = jax.random.split(jax.random.key(0), 3)
     etas = jnp.array([0.0, 0.1, 1.0])
     lrs = jnp.array([0.1, 0.05, 0.1])
-    batched = jax.jit(jax.vmap(replica))(keys, etas, lrs)
+    gammas = jnp.array([0.55, 0.0, 1.0])
+    batched = jax.jit(jax.vmap(replica))(keys, etas, lrs, gammas)
     for i in range(3):
-        alone = replica(keys[i], float(etas[i]), float(lrs[i]))
+        alone = replica(keys[i], float(etas[i]), float(lrs[i]), float(gammas[i]))
         for x, y in zip(jax.tree.leaves(batched), jax.tree.leaves(alone), strict=True):
             np.testing.assert_allclose(x[i], y, rtol=1e-5, atol=1e-6)
     assert not np.allclose(batched["w"][1], batched["w"][2])
