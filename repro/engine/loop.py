@@ -149,11 +149,21 @@ def build_model(spec: Mapping[str, Any], num_outputs: int) -> Any:
         raise _prefix_model_error(error, spec, "model") from None
 
 
-def load_data(spec: Mapping[str, Any]) -> Any:
+def load_data(spec: Mapping[str, Any], data_dir: str | None = None) -> Any:
+    """The data set of the `data` node; a missing local file gets a hint on where to put it
+    (TFDS loaders already say how to prepare their data)."""
     try:
         return call_target(spec)
     except ValueError as error:
         raise _prefix_model_error(error, spec, "data") from None
+    except FileNotFoundError as error:
+        if "prepare" in str(error):
+            raise
+        raise FileNotFoundError(
+            f"{error}; put the file in paths.data_dir (now {data_dir}; set it on the command "
+            "line or with $REPRO_DATA_DIR), e.g. MNIST as mnist.npz (../shared/data/README.md), "
+            "or load it through TFDS with data=mnist_tfds"
+        ) from None
 
 
 def build_hooks(spec: Mapping[str, Any] | None) -> dict[str, EpochHook]:
@@ -215,7 +225,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     # ---- data, model, update rule (all validation before compiling) ----
     plan = rep.plan_from_config(plain)
     task = get_task(plain["task"])
-    dataset = load_data(plain["data"])
+    dataset = load_data(plain["data"], (plain.get("paths") or {}).get("data_dir"))
     x_train, y_train = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
     num_train = int(x_train.shape[0])
     epochs = int(trainer["epochs"])
@@ -300,7 +310,9 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     else:
         metrics_log.truncate_after_epoch(-1)
 
-    logger = build_logger(plain.get("logger"), container, workdir, plain["name"])
+    logger = build_logger(
+        plain.get("logger"), container, workdir, f"{plain['name']}/{workdir.name}"
+    )
     progress = Progress(total_steps, int(state.step), trainer.get("progress", "auto"))
     chunks = int(trainer.get("chunks_per_epoch", 4))
     exit_code = 1
