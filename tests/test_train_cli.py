@@ -163,7 +163,8 @@ def test_wandb_offline_writes_a_local_run(tmp_path: Path) -> None:
 
 def test_default_demo_config_runs(tmp_path: Path) -> None:
     """The default (demo) experiment, shrunk: digits, noise grid eta in {0, 0.3}."""
-    shrink = ["trainer.epochs=1", "model.depth=4", "replicas.seeds=1", "trainer.progress=never"]
+    shrink = ["trainer.epochs=1", "model.depth=2", "model.width=16", "replicas.seeds=1"]
+    shrink.append("trainer.progress=never")
     result = _train(tmp_path, *shrink)
     assert result.returncode == 0, result.stderr
     assert "demo: 2 replica(s)" in result.stdout
