@@ -115,10 +115,11 @@ def _rotate_left(x: jax.Array, distance: int) -> jax.Array:
 def threefry2x32(
     k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array, rounds: int = 20
 ) -> tuple[jax.Array, jax.Array]:
-    """Random123 Threefry-2x32 with 20 rounds, as unrolled elementwise ``uint32`` ops.
+    """Random123 Threefry-2x32 (key ``(k0, k1)``, counter ``(x0, x1)``) as unrolled ops.
 
-    Same function as jax's ``threefry2x32_p`` (whose CPU lowering is a rolled loop that XLA
-    cannot fuse). All four arguments broadcast against each other.
+    With the default 20 rounds this is the function of jax's ``threefry2x32_p`` (whose CPU
+    lowering is a rolled loop that XLA cannot fuse); the key is injected every 4 rounds as
+    in Random123. All four arguments broadcast against each other.
     """
     k0, k1, x0, x1 = (jnp.asarray(v, _UINT32) for v in (k0, k1, x0, x1))
     ks = (k0, k1, k0 ^ k1 ^ _THREEFRY_PARITY)
