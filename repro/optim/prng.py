@@ -486,11 +486,10 @@ def _chunk_layout(
 def _chunk_generator(first_block: np.ndarray) -> Any:
     """``(chunk_k0, chunk_k1) -> normals [..., chunks, 64, 2]``, materialized in one kernel.
 
-    The kernel runs inside a ``cond`` whose predicate XLA cannot fold (``k | 1 != 0``):
-    XLA fuses elementwise producers into all their consumers (on CPU even through
+    The kernel runs inside a ``cond`` whose (always true) predicate XLA cannot fold: XLA
+    fuses elementwise producers into all their consumers (on CPU even through
     ``optimization_barrier``), which would re-run the generator inside every leaf's update
-    loop with that leaf's shape. The custom vmap rule keeps the predicate unbatched, so
-    under ``jax.vmap`` the ``cond`` is not turned into a ``select``.
+    loop with that leaf's shape; a ``cond``'s result is a buffer of its own.
     """
 
     def generate(ck0: jax.Array, ck1: jax.Array) -> jax.Array:
@@ -501,18 +500,12 @@ def _chunk_generator(first_block: np.ndarray) -> Any:
     def skip(ck0: jax.Array, ck1: jax.Array) -> jax.Array:
         return jnp.zeros((*ck0.shape, _CHUNK // 2, 2), _F32)
 
-    @jax.custom_batching.custom_vmap
     def materialized(ck0: jax.Array, ck1: jax.Array) -> jax.Array:
-        always = (ck0.reshape(-1)[0] | _UINT32(1)) != 0
+        # An optimization barrier hides the constant predicate from XLA's simplifier, so
+        # the cond stays; being a constant it is neither batched under vmap (a batched
+        # predicate turns the cond into a select) nor sharded (no cross-device collective).
+        always = lax.optimization_barrier(jnp.bool_(True))
         return lax.cond(always, generate, skip, ck0, ck1)
-
-    @materialized.def_vmap
-    def _rule(axis_size: int, in_batched: list[bool], ck0: jax.Array, ck1: jax.Array):
-        ck0, ck1 = (
-            x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
-            for x, batched in zip((ck0, ck1), in_batched, strict=True)
-        )
-        return materialized(ck0, ck1), True
 
     return materialized
 

@@ -359,6 +359,24 @@ def test_eight_device_cpu_mesh_keeps_shardings():
                     for name in params:
                         assert updates[name].sharding.is_equivalent_to(shard[name], 2), name
                         np.testing.assert_allclose(updates[name], local[name], atol=1e-6)
+        # Replicas vmapped and sharded over devices (the engine's layout): each device
+        # draws its own replicas' noise, with no cross-device communication.
+        def replica(key, eta):
+            tx = ro.noisy_sgd(0.1, eta, 0.55, key=key)
+            return tx.update(params, tx.init(params), params)[0]
+        keys = jax.random.split(jax.random.key(0), 8)
+        etas = jnp.linspace(0.1, 0.8, 8)
+        mesh = jax.make_mesh((8,), ("replica",), axis_types=(AxisType.Auto,))
+        with jax.set_mesh(mesh):
+            spread = NamedSharding(mesh, P("replica"))
+            args = (jax.device_put(keys, spread), jax.device_put(etas, spread))
+            step = jax.jit(jax.vmap(replica))
+            hlo = step.lower(*args).compile().as_text()
+            assert "all-reduce" not in hlo and "all-gather" not in hlo
+            out = step(*args)
+        expected = jax.vmap(replica)(keys, etas)
+        assert out["w"].sharding.is_equivalent_to(spread, 3)
+        np.testing.assert_allclose(out["w"], expected["w"], atol=1e-6)
         print("ok")
         """
     )
