@@ -42,6 +42,9 @@ class ArrayDataset:
     regression targets (``num_classes == 0``; e.g. parity labels +-1 are ``[N, 1]``, matching a
     model with ``num_outputs = 1`` without broadcasting).
     ``metadata``: how the arrays were made (preprocessing options, statistics, raw sizes).
+    ``extras_train`` / ``extras_test``: further per-example arrays ``[N, ...]`` that travel with
+    ``x`` and ``y`` through batching (e.g. padding masks of sequence data); the engine gathers
+    them with the same indices and hands them to the task in the batch dict.
     """
 
     name: str
@@ -52,6 +55,29 @@ class ArrayDataset:
     num_classes: int
     source: str
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    extras_train: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    extras_test: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for split, extras, n in (
+            ("train", self.extras_train, len(self.x_train)),
+            ("test", self.extras_test, len(self.x_test)),
+        ):
+            for key, value in extras.items():
+                if key in ("x", "y", "mask"):
+                    raise ValueError(f"extras_{split} may not use the reserved name {key!r}")
+                if len(value) != n:
+                    raise ValueError(
+                        f"extras_{split}[{key!r}] has {len(value)} examples, x_{split} has {n}"
+                    )
+
+    def train_arrays(self) -> dict[str, np.ndarray]:
+        """``{"x", "y", **extras_train}``: everything a training batch is gathered from."""
+        return {"x": self.x_train, "y": self.y_train, **self.extras_train}
+
+    def test_arrays(self) -> dict[str, np.ndarray]:
+        """``{"x", "y", **extras_test}``."""
+        return {"x": self.x_test, "y": self.y_test, **self.extras_test}
 
     @property
     def num_examples(self) -> int:

@@ -226,7 +226,8 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     plan = rep.plan_from_config(plain)
     task = get_task(plain["task"])
     dataset = load_data(plain["data"], (plain.get("paths") or {}).get("data_dir"))
-    x_train, y_train = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
+    train_arrays = {k: np.asarray(v) for k, v in dataset.train_arrays().items()}
+    x_train, y_train = train_arrays["x"], train_arrays["y"]
     num_train = int(x_train.shape[0])
     epochs = int(trainer["epochs"])
     batch_size = int(trainer["batch_size"])
@@ -249,12 +250,12 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     shared_order = bool(trainer.get("shared_data_order", True))
 
     # ---- device data and compiled programs ----
-    train_data = {"x": jnp.asarray(x_train), "y": jnp.asarray(y_train)}
+    train_data = {k: jnp.asarray(v) for k, v in train_arrays.items()}
     eval_sets = {
         "test": {
             k: jnp.asarray(v)
             for k, v in pad_to_batches(
-                {"x": dataset.x_test, "y": dataset.y_test}, trainer.get("eval_batch_size", 1000)
+                dataset.test_arrays(), trainer.get("eval_batch_size", 1000)
             ).items()
         }
     }
@@ -263,7 +264,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         eval_sets["train_eval"] = {
             k: jnp.asarray(v)
             for k, v in pad_to_batches(
-                {"x": x_train[:eval_train], "y": y_train[:eval_train]},
+                {k: v[:eval_train] for k, v in train_arrays.items()},
                 trainer.get("eval_batch_size", 1000),
             ).items()
         }
