@@ -1,9 +1,12 @@
 """Flax linen models of the reproductions, free of training logic.
 
 Every model is called as ``model.apply(variables, x, train=bool, rngs=...) -> outputs`` with
-``outputs`` of shape ``[N, num_outputs]``. Dropout (DeepMLP, SmallCNN) draws from the
-'dropout' rng and is active only with ``train=True``; ResNet keeps BatchNorm statistics in the
-'batch_stats' collection (``mutable=["batch_stats"]`` when ``train=True``).
+``outputs`` of shape ``[N, num_outputs]``, except sequence models (Jasper), which declare the
+batch entries they take in ``input_keys`` (``("x", "x_paddings")``) and return
+``(logits [N, T', num_outputs], output_paddings [N, T'])``. Dropout (DeepMLP, SmallCNN,
+Jasper) draws from the 'dropout' rng and is active only with ``train=True``; ResNet and
+Jasper keep batch-norm statistics in the 'batch_stats' collection
+(``mutable=["batch_stats"]`` when ``train=True``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from repro.models.initializers import (
     sussillo_abbott_gain,
     sussillo_abbott_normal,
 )
+from repro.models.jasper import Jasper, MaskedBatchNorm
 from repro.models.resnet import IMAGENET_STAGES, ResNet
 from repro.models.small_cnn import SmallCNN
 
@@ -32,6 +36,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet": ResNet,
     "linear": Linear,
+    "jasper": Jasper,
 }
 
 
@@ -54,7 +59,9 @@ __all__ = [
     "KERNEL_INIT_NAMES",
     "MODELS",
     "DeepMLP",
+    "Jasper",
     "Linear",
+    "MaskedBatchNorm",
     "ResNet",
     "SmallCNN",
     "build_model",
