@@ -53,14 +53,22 @@ class ReplicaModel:
         train: bool,
         rngs: Mapping[str, jax.Array] | None = None,
     ) -> tuple[jax.Array, Any]:
-        """Model outputs and (when training with mutable collections) the new model state."""
+        """Model outputs and (when training with mutable collections) the new model state.
+
+        The model gets ``batch["x"]`` and, as keyword arguments, the further batch entries it
+        names in its ``input_keys`` class attribute (e.g. Jasper's ``("x", "x_paddings")``);
+        an entry the batch lacks is left out, so the model's default applies (Jasper: no
+        padding). Outputs may be any pytree (Jasper: ``(logits, output_paddings)``); they go
+        to the task as they are.
+        """
         variables = {"params": params, **model_state}
+        extra = {k: batch[k] for k in model_input_keys(self.model)[1:] if k in batch}
         if train and model_state:
             outputs, new_state = self.model.apply(
-                variables, batch["x"], train=True, rngs=rngs, mutable=list(model_state)
+                variables, batch["x"], **extra, train=True, rngs=rngs, mutable=list(model_state)
             )
             return outputs, dict(new_state)
-        outputs = self.model.apply(variables, batch["x"], train=train, rngs=rngs)
+        outputs = self.model.apply(variables, batch["x"], **extra, train=train, rngs=rngs)
         return outputs, model_state
 
     def init_replica(
@@ -144,6 +152,14 @@ class ReplicaModel:
             ),
             sums=sums,
         )
+
+
+def model_input_keys(model: nn.Module) -> tuple[str, ...]:
+    """Batch entries a model takes: its ``input_keys`` class attribute, ``("x",)`` by default."""
+    keys = tuple(getattr(model, "input_keys", ("x",)))
+    if not keys or keys[0] != "x":
+        raise ValueError(f"{type(model).__name__}.input_keys must start with 'x', got {keys}")
+    return keys
 
 
 def _step_key(seed_key: jax.Array, stream: int, step: jax.Array) -> jax.Array:

@@ -1,0 +1,177 @@
+"""CTC task: loss against brute-force alignment sums, greedy decoding and edit distance
+against pure-Python references, metric bookkeeping, and the model-input plumbing of steps.py.
+
+Tolerances: float32 log-likelihoods of a few frames, rtol 1e-5; decoding and distances exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repro.engine.steps import model_input_keys
+from repro.engine.tasks import (
+    BLANK_ID,
+    edit_distance,
+    get_task,
+    greedy_ctc_decode,
+    greedy_ctc_frames,
+    num_outputs_for,
+)
+from repro.models import DeepMLP, Jasper
+
+CTC = get_task("ctc")
+
+
+def _collapse(path: list[int]) -> list[int]:
+    """CTC's many-to-one map B: merge repeats, then drop blanks."""
+    return [k for k, _ in itertools.groupby(path) if k != BLANK_ID]
+
+
+def _brute_force_nll(logits: np.ndarray, label: list[int]) -> float:
+    """-log sum over all K^T frame paths that collapse to `label` of prod_t p_t(path_t)."""
+    log_p = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    frames, classes = log_p.shape
+    total = 0.0
+    for path in itertools.product(range(classes), repeat=frames):
+        if _collapse(list(path)) == label:
+            total += math.exp(sum(log_p[t, k] for t, k in enumerate(path)))
+    return -math.log(total)
+
+
+def _python_edit_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        new = [i]
+        for j, y in enumerate(b, 1):
+            new.append(min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (x != y)))
+        row = new
+    return row[-1]
+
+
+def _padded(seqs: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros((len(seqs), width), np.int32)
+    pad = np.ones((len(seqs), width), np.float32)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+        pad[i, : len(s)] = 0
+    return out, pad
+
+
+def test_two_frame_closed_form() -> None:
+    # Label [1] in 2 frames: paths (1,1), (1,-), (-,1) -> p = a1 b1 + a1 b0 + a0 b1.
+    logits = np.log(np.array([[[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]]], np.float32))
+    p = 0.5 * 0.1 + 0.5 * 0.6 + 0.2 * 0.1
+    batch = {"y": jnp.array([[1]]), "y_paddings": jnp.zeros((1, 1))}
+    loss = CTC.loss((jnp.asarray(logits), jnp.zeros((1, 2))), batch)
+    np.testing.assert_allclose(loss, [-math.log(p)], rtol=1e-5)
+
+
+def test_ctc_loss_matches_brute_force_with_paddings() -> None:
+    rng = np.random.default_rng(0)
+    frames, classes, width = 5, 3, 3
+    labels = [[1], [2, 1], [1, 1], [2, 2, 1], [1, 2]]
+    num_frames = [5, 4, 5, 5, 3]  # [1, 1] needs a blank between: 3 frames at least
+    logits = rng.standard_normal((len(labels), frames, classes)).astype(np.float32)
+    logit_paddings = (np.arange(frames)[None] >= np.array(num_frames)[:, None]).astype(np.float32)
+    # Padded frames hold garbage: it must not matter.
+    logits = np.where(logit_paddings[..., None] > 0, 50.0, logits).astype(np.float32)
+    y, y_paddings = _padded(labels, width)
+    loss = CTC.loss(
+        (jnp.asarray(logits), jnp.asarray(logit_paddings)),
+        {"y": jnp.asarray(y), "y_paddings": jnp.asarray(y_paddings)},
+    )
+    want = [_brute_force_nll(logits[i, : num_frames[i]], labels[i]) for i in range(len(labels))]
+    np.testing.assert_allclose(np.asarray(loss), want, rtol=1e-5)
+
+
+def test_greedy_decoding_matches_python_reference() -> None:
+    rng = np.random.default_rng(1)
+    batch, frames, classes = 64, 12, 4  # few classes: many repeats and blanks
+    logits = rng.standard_normal((batch, frames, classes)).astype(np.float32)
+    lengths = rng.integers(0, frames + 1, batch)
+    paddings = (np.arange(frames)[None] >= lengths[:, None]).astype(np.float32)
+    tokens, token_paddings = greedy_ctc_decode(jnp.asarray(logits), jnp.asarray(paddings))
+    tokens, token_paddings = np.asarray(tokens), np.asarray(token_paddings)
+    for i in range(batch):
+        want = _collapse(list(np.argmax(logits[i, : lengths[i]], axis=-1)))
+        n = int((token_paddings[i] == 0).sum())
+        assert tokens[i, :n].tolist() == want
+        assert (token_paddings[i, :n] == 0).all() and (tokens[i, n:] == 0).all()
+
+
+def test_edit_distance_matches_python_reference() -> None:
+    rng = np.random.default_rng(2)
+    batch, hyp_width, ref_width = 128, 9, 7
+    hyps = [list(rng.integers(1, 4, rng.integers(0, hyp_width + 1))) for _ in range(batch)]
+    refs = [list(rng.integers(1, 4, rng.integers(0, ref_width + 1))) for _ in range(batch)]
+    hyp, hyp_pad = _padded(hyps, hyp_width)
+    ref, ref_pad = _padded(refs, ref_width)
+    got = jax.jit(edit_distance)(hyp, hyp_pad, ref, ref_pad)
+    want = [_python_edit_distance(h, r) for h, r in zip(hyps, refs, strict=True)]
+    np.testing.assert_array_equal(np.asarray(got), want)
+    # Padded hypothesis positions anywhere are skipped (what the uncompacted decode relies on).
+    scattered_pad = rng.random((batch, hyp_width)) < 0.4
+    scattered = rng.integers(1, 4, (batch, hyp_width)).astype(np.int32)
+    got = edit_distance(scattered, scattered_pad.astype(np.float32), ref, ref_pad)
+    want = [
+        _python_edit_distance(list(scattered[i][~scattered_pad[i]]), refs[i]) for i in range(batch)
+    ]
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_ctc_metrics_and_corpus_rate() -> None:
+    rng = np.random.default_rng(3)
+    batch, frames, classes, width = 32, 10, 5, 4
+    logits = rng.standard_normal((batch, frames, classes)).astype(np.float32)
+    lengths = rng.integers(1, frames + 1, batch)
+    logit_paddings = (np.arange(frames)[None] >= lengths[:, None]).astype(np.float32)
+    refs = [list(rng.integers(1, classes, rng.integers(0, width + 1))) for _ in range(batch)]
+    y, y_paddings = _padded(refs, width)
+    values = CTC.per_example(
+        (jnp.asarray(logits), jnp.asarray(logit_paddings)),
+        {"y": jnp.asarray(y), "y_paddings": jnp.asarray(y_paddings)},
+    )
+    assert set(values) == {"loss", "token_error_rate", "token_errors", "ref_tokens"}
+    hyps = [_collapse(list(np.argmax(logits[i, : lengths[i]], -1))) for i in range(batch)]
+    errors = np.array([_python_edit_distance(h, r) for h, r in zip(hyps, refs, strict=True)])
+    ref_len = np.array([len(r) for r in refs])
+    np.testing.assert_array_equal(values["token_errors"], errors)
+    np.testing.assert_array_equal(values["ref_tokens"], ref_len)
+    np.testing.assert_allclose(values["token_error_rate"], errors / np.maximum(ref_len, 1))
+    # The engine reports means over examples; their ratio is the corpus-level rate.
+    corpus = float(np.mean(values["token_errors"]) / np.mean(values["ref_tokens"]))
+    assert math.isclose(corpus, errors.sum() / ref_len.sum(), rel_tol=1e-6)
+    # Without y_paddings every label counts; a bare logits array means no logit padding.
+    full = CTC.per_example(jnp.asarray(logits), {"y": jnp.asarray(y)})
+    assert np.all(np.asarray(full["ref_tokens"]) == width)
+
+
+def test_greedy_frames_separate_repeats_by_blanks() -> None:
+    # argmax per frame: 1 1 0 1 2 2 | pad: emits 1, 1, 2.
+    ids = np.array([1, 1, 0, 1, 2, 2, 1])
+    logits = np.eye(3, dtype=np.float32)[ids][None] * 5
+    paddings = np.array([[0, 0, 0, 0, 0, 0, 1]], np.float32)
+    frame_ids, emitted = greedy_ctc_frames(jnp.asarray(logits), jnp.asarray(paddings))
+    assert np.asarray(frame_ids)[0][np.asarray(emitted)[0]].tolist() == [1, 1, 2]
+
+
+def test_num_outputs_and_task_validation() -> None:
+    y = jnp.zeros((4, 3), jnp.int32)
+    assert num_outputs_for(CTC, 5, y) == 6
+    with pytest.raises(ValueError, match=r"task=ctc needs a data set with num_classes >= 1"):
+        num_outputs_for(CTC, 0, y)
+    assert CTC.default_objective == "test_token_error_rate" and CTC.default_mode == "min"
+    # The other tasks are unchanged.
+    assert num_outputs_for(get_task("classification"), 10, jnp.zeros(4)) == 10
+    assert num_outputs_for(get_task("mse"), 0, jnp.zeros((4, 2))) == 2
+
+
+def test_model_input_keys() -> None:
+    assert model_input_keys(DeepMLP(depth=1, width=2, num_outputs=2)) == ("x",)
+    assert model_input_keys(Jasper()) == ("x", "x_paddings")
