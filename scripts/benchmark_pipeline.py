@@ -301,7 +301,11 @@ def main() -> None:
     cold = engine_run([*base, epochs], tmp / "single_cold", cache)
     warm = engine_run([*base, epochs], tmp / "single_warm", cache)
     single_rate = max(steady_rate(cold, per_epoch), steady_rate(warm, per_epoch), engine_rate)
-    results["replicas"] = {}
+    # The most R replicas can gain over one run once compiled: the matmul peak over the FLOP/s
+    # one run achieves (the replicas' work is the same matmuls, batched).
+    peak = matmul_gflops()
+    ceiling = peak / (single_rate * model_flops_per_example() / 1e9)
+    results["replicas"] = {"steady_flop_ceiling": ceiling}
     for r in args.replicas:
         run = engine_run([*base, epochs, f"replicas.seeds={r}"], tmp / f"r{r}")
         rate = steady_rate(run, per_epoch)  # data examples/s; each trains r replicas
@@ -319,9 +323,13 @@ def main() -> None:
         " XLA host devices in the CLI; steady state: after compilation, eval and checkpoints"
         " included)"
     )
+    print(
+        f"   FLOP ceiling of the steady-state speed-up: one run achieves "
+        f"{single_rate * model_flops_per_example() / 1e9:.0f} GFLOP/s of the matmul's "
+        f"{peak:.0f}, so R replicas can be at most {ceiling:.1f}x faster once compiled"
+    )
 
     print("\n3. achieved model FLOP/s (bare scanned epoch) vs a 4096^2 matmul:")
-    peak = matmul_gflops()
     rate_1024 = bare_scan_rate(x, y, 1024, epochs=2)
     achieved = rate_1024 * model_flops_per_example() / 1e9
     rate_64 = bare * model_flops_per_example() / 1e9
