@@ -8,7 +8,9 @@ device) by plain functions usable as Hydra ``_target_``s, all sharing ``preproce
 - ``load_sklearn_digits(...)``: scikit-learn's bundled 8x8 digits;
 - ``make_synthetic_classification``, ``make_linear_regression``, ``make_teacher_data``.
 
-Large TFDS sets stream with ``TFDSStream`` (deterministic, resumable numpy batches).
+Large TFDS sets stream with ``TFDSStream`` (deterministic, resumable numpy batches);
+``ArrayStream`` serves in-memory arrays through the same streaming protocol
+(``repro.data.streaming``), which the engine trains from with host-fed chunks.
 TensorFlow / TFDS are imported only by the TFDS functions.
 """
 
@@ -33,7 +35,14 @@ from repro.data.sources import (
     resolve_data_path,
     tfds_builder,
 )
-from repro.data.streaming import TFDSStream, epoch_seed
+from repro.data.streaming import (
+    ArrayStream,
+    BatchStream,
+    TFDSStream,
+    epoch_order,
+    epoch_seed,
+    is_stream,
+)
 from repro.data.synthetic import (
     make_linear_regression,
     make_synthetic_classification,
@@ -46,11 +55,15 @@ __all__ = [
     "SCALINGS",
     "SUBSETS",
     "ArrayDataset",
+    "ArrayStream",
+    "BatchStream",
     "DatasetNotPreparedError",
     "RawArrays",
     "TFDSStream",
     "canonical_permutation",
+    "epoch_order",
     "epoch_seed",
+    "is_stream",
     "load_arrays",
     "load_npz",
     "load_sklearn_digits",

@@ -11,14 +11,33 @@ mid-epoch costs a read of the skipped records, not their decoding.
 Batches get the same numpy preprocessing as ``preprocess`` (``scale_features``,
 ``transform_labels``): "unit" scaling, or "standardize" with GIVEN per-channel ``mean``/``std``
 in unit scale (a stream cannot compute training-set statistics up front).
+
+Streaming protocol (what the training engine needs from a streamed set; ``TFDSStream`` and
+``ArrayStream`` implement it):
+
+- ``batch_size``, ``num_examples``, ``steps_per_epoch`` (full batches per epoch for a training
+  stream, the last partial batch dropped; ``ceil(num_examples / batch_size)`` for an
+  evaluation stream built with ``drop_remainder=False``), ``num_classes``, ``input_shape``;
+- ``epoch_batches(epoch, start_step=0)``: the numpy batch dicts ``{"x", "y", ...}`` of
+  ``epoch`` from ``start_step`` on, a pure function of ``(epoch, start_step)`` -- this is what
+  makes a resumed run see exactly the batches of an uninterrupted one (the engine derives
+  ``epoch = step // steps_per_epoch`` and the step within the epoch from its saved step);
+- ``test_source(batch_size)``: the evaluation set, either whole arrays ``{"x", "y", ...}``
+  (kept on the device, evaluated like an ``ArrayDataset`` test split) or another stream
+  (unshuffled, ``drop_remainder=False``; the engine pads and masks the last batch), or None.
+
+A data config builds a stream with ``_partial_: true``: the engine completes the call with
+``batch_size`` = its examples per step (``rule.examples_per_step(trainer.batch_size)``; 2B
+under noise enhancement) and ``seed`` = the shared data seed (``trainer.data_seed`` or
+``seed``), so the stream's batches are the optimizer steps' batches.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,6 +63,173 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
 
 
+def _set_batching(stream: Any, batch_size: int, drop_remainder: bool) -> None:
+    """Validate `batch_size` against ``stream.num_examples``; set it, ``drop_remainder`` and
+    ``steps_per_epoch`` (full batches, or with the last partial one)."""
+    _check_int("batch_size", batch_size, 1, stream.num_examples)
+    stream.batch_size = int(batch_size)
+    stream.drop_remainder = bool(drop_remainder)
+    n, b = stream.num_examples, stream.batch_size
+    stream.steps_per_epoch = n // b if stream.drop_remainder else math.ceil(n / b)
+
+
+# Fold-in id of the data-order key: equals repro.engine.replicas.STREAM_DATA_ORDER (a test
+# checks it), so an ArrayStream's order is the resident engine's order for the same data seed.
+DATA_ORDER_STREAM = 4
+
+Batch = dict[str, np.ndarray]
+
+
+class BatchStream(Protocol):
+    """The streaming protocol described in the module docstring."""
+
+    batch_size: int
+    num_examples: int
+    steps_per_epoch: int
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]: ...
+
+    def test_source(self, batch_size: int) -> Mapping[str, np.ndarray] | BatchStream | None: ...
+
+
+def is_stream(obj: Any) -> bool:
+    """Whether ``obj`` follows the streaming protocol (rather than being an ArrayDataset)."""
+    return callable(getattr(obj, "epoch_batches", None)) and hasattr(obj, "steps_per_epoch")
+
+
+def epoch_order(
+    data_key: Any, epoch: Any, num_examples: int, steps_per_epoch: int, batch_size: int
+) -> Any:
+    """int32 [S, B]: epoch ``epoch`` visits ``permutation(fold_in(data_key, epoch), N)``, step s
+    taking entries ``[s*B, (s+1)*B)`` (the last ``N - S*B`` dropped). The resident engine's
+    order (``repro.engine.epoch.make_order_fn``) and ``ArrayStream`` both use this function."""
+    import jax
+    import jax.numpy as jnp
+
+    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+    used = steps_per_epoch * batch_size
+    return perm[:used].reshape(steps_per_epoch, batch_size).astype(jnp.int32)
+
+
+class ArrayStream:
+    """In-memory arrays served through the streaming protocol (tests, and small sets one wants
+    to stream rather than keep on the device).
+
+    Order: with ``shuffle``, epoch e's batches are ``epoch_order(key, e, N, S, B)`` with
+    ``key = fold_in(jax.random.key(seed), DATA_ORDER_STREAM)`` -- exactly the batches the
+    resident engine gathers for data seed ``seed``; without, the arrays in stored order.
+    ``drop_remainder=False`` (evaluation streams) keeps the last partial batch.
+
+    Args:
+      arrays: ``{"x": [N, ...], "y": [N, ...], ...}`` (all with the same N).
+      batch_size: examples per batch (1..N).
+      num_classes: as in ``ArrayDataset`` (0 for regression).
+      seed: data-order seed. test: the evaluation set (arrays or another stream) or None.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        batch_size: int,
+        num_classes: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_remainder: bool = True,
+        test: Mapping[str, np.ndarray] | BatchStream | None = None,
+        name: str = "arrays",
+    ) -> None:
+        if "x" not in arrays or "y" not in arrays:
+            raise ValueError(f"arrays must have 'x' and 'y', got {sorted(arrays)}")
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        sizes = {k: len(v) for k, v in self.arrays.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"arrays must have the same number of examples, got {sizes}")
+        self.num_examples = sizes["x"]
+        _check_int("seed", seed, 0)
+        _set_batching(self, batch_size, drop_remainder)
+        self.num_classes = int(num_classes)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.test = test
+        self.name = name
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Any,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        stream_test: bool = False,
+        test_batch_size: int | None = None,
+    ) -> ArrayStream:
+        """Stream an ``ArrayDataset``'s training split; its test split is kept whole (evaluated
+        on the device) or, with ``stream_test``, streamed too (in batches of
+        ``test_batch_size``, default the engine's ``trainer.eval_batch_size``)."""
+        test: Any = dataset.test_arrays()
+        if stream_test:
+            test = _DeferredTest(test, dataset.num_classes, test_batch_size)
+        return cls(
+            dataset.train_arrays(),
+            batch_size=batch_size,
+            num_classes=dataset.num_classes,
+            seed=seed,
+            test=test,
+            name=dataset.name,
+        )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input."""
+        return tuple(int(d) for d in self.arrays["x"].shape[1:])
+
+    def order(self, epoch: int) -> np.ndarray:
+        """int32 [S, B]: indices of epoch ``epoch``'s batches (shuffled streams)."""
+        import jax
+
+        key = jax.random.fold_in(jax.random.key(self.seed), DATA_ORDER_STREAM)
+        order = epoch_order(key, epoch, self.num_examples, self.steps_per_epoch, self.batch_size)
+        return np.asarray(order)
+
+    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        """Batches ``start_step..`` of ``epoch``."""
+        order = self.order(epoch) if self.shuffle else None
+        size = self.batch_size
+        for step in range(start_step, self.steps_per_epoch):
+            index = slice(step * size, (step + 1) * size) if order is None else order[step]
+            yield {k: v[index] for k, v in self.arrays.items()}
+
+    def test_source(self, batch_size: int) -> Mapping[str, np.ndarray] | BatchStream | None:
+        """The evaluation set given at construction."""
+        if isinstance(self.test, _DeferredTest):
+            return self.test.build(batch_size)
+        return self.test
+
+
+class _DeferredTest:
+    """A test split to stream in batches whose size the engine gives (its eval batch size)."""
+
+    def __init__(
+        self, arrays: Mapping[str, np.ndarray], num_classes: int, batch_size: int | None
+    ) -> None:
+        self.arrays, self.num_classes, self.batch_size = arrays, num_classes, batch_size
+
+    def build(self, batch_size: int) -> ArrayStream:
+        size = min(self.batch_size or batch_size, len(self.arrays["x"]))
+        return ArrayStream(
+            self.arrays,
+            batch_size=size,
+            num_classes=self.num_classes,
+            shuffle=False,
+            drop_remainder=False,
+        )
+
+
 class TFDSStream:
     """Deterministic, resumable iterator of ``{"x": float32, "y": labels}`` numpy batches.
 
@@ -60,6 +246,7 @@ class TFDSStream:
       scaling, mean, std, flatten, label_transform, one_hot: as in ``preprocess``.
       download: allow ``download_and_prepare`` when the data is not prepared (off by default:
         large sets are prepared ahead of time, imagenet2012 from manual archives).
+      test_split: the split ``test_source`` streams for evaluation (None: no evaluation set).
 
     Iterating moves the stream's own position: use one iterator per stream.
 
@@ -91,7 +278,24 @@ class TFDSStream:
         one_hot: bool = False,
         download: bool = False,
         network_timeout_s: float = 3.0,
+        test_split: str | None = None,
     ) -> None:
+        # Everything but the position and split, to build the evaluation stream alike.
+        self._options = {
+            "name": name,
+            "data_dir": data_dir,
+            "image_key": image_key,
+            "label_key": label_key,
+            "image_size": image_size,
+            "scaling": scaling,
+            "mean": mean,
+            "std": std,
+            "flatten": flatten,
+            "label_transform": label_transform,
+            "one_hot": one_hot,
+            "download": download,
+            "network_timeout_s": network_timeout_s,
+        }
         check_choice("scaling", scaling, SCALINGS)
         check_choice("label_transform", label_transform, LABEL_TRANSFORMS)
         _check_int("seed", seed, 0)
@@ -113,22 +317,17 @@ class TFDSStream:
         for key in (image_key, label_key):
             if key not in features:
                 raise ValueError(f"{name} has no feature {key!r} (features: {sorted(features)})")
-        if split not in self.builder.info.splits:
-            raise ValueError(
-                f"split must be one of {sorted(self.builder.info.splits)} (or a slice of one), "
-                f"got {split!r}"
-            )
+        for key, value in (("split", split), ("test_split", test_split)):
+            if value is not None and value not in self.builder.info.splits:
+                raise ValueError(
+                    f"{key} must be one of {sorted(self.builder.info.splits)} (or a slice of "
+                    f"one), got {value!r}"
+                )
+        self.test_split = test_split
         self.name = _base_name(name)
         self.split = split
         self.num_examples = int(self.builder.info.splits[split].num_examples)
-        _check_int("batch_size", batch_size, 1, self.num_examples)
-        self.batch_size = int(batch_size)
-        self.drop_remainder = bool(drop_remainder)
-        self.steps_per_epoch = (
-            self.num_examples // self.batch_size
-            if self.drop_remainder
-            else math.ceil(self.num_examples / self.batch_size)
-        )
+        _set_batching(self, batch_size, drop_remainder)
         _check_int("epoch", epoch, 0)
         _check_int("step", step, 0, self.steps_per_epoch - 1)
         self.seed = int(seed)
@@ -171,6 +370,21 @@ class TFDSStream:
     def position(self) -> tuple[int, int]:
         """(epoch, step) of the next batch."""
         return (self.epoch, self.step)
+
+    def test_source(self, batch_size: int) -> TFDSStream | None:
+        """``test_split`` streamed in stored order, in batches of ``batch_size`` (fewer if the
+        split is smaller), the last partial batch kept (the engine masks its padding)."""
+        if self.test_split is None:
+            return None
+        num_test = int(self.builder.info.splits[self.test_split].num_examples)
+        return TFDSStream(
+            **self._options,
+            split=self.test_split,
+            batch_size=max(1, min(int(batch_size), num_test)),
+            shuffle=False,
+            drop_remainder=False,
+            test_split=None,
+        )
 
     def state_dict(self) -> dict[str, int]:
         """What a checkpoint must keep to resume the same data order."""

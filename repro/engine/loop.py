@@ -9,16 +9,22 @@ Order of work, and why:
    and drop `metrics.jsonl` records past it;
 5. per epoch: run the epoch in a few scanned chunks (progress bar between chunks), evaluate,
    run diagnostics hooks, append the record, log, checkpoint;
+
+Data is either resident (an ArrayDataset, put whole on the device; chunks gather batches by
+index, epoch.py) or streamed (a `_partial_` data node building a stream, see
+repro.data.streaming; chunks of host-fed batches, feeding.py); both sit behind one
+`feed.advance(state, hparams, start, stop)`, and evaluation sets behind one callable each.
 6. write `summary.json` atomically (only now: an unfinished run has none).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +34,22 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from repro import run_metadata
+from repro.data.streaming import is_stream
 from repro.engine import outputs as out
 from repro.engine import replicas as rep
 from repro.engine.checkpointing import Checkpointer
 from repro.engine.config_validation import validate_against_data, validate_config
-from repro.engine.epoch import make_chunk_fn, make_order_fn
-from repro.engine.evaluation import make_eval_fn, pad_to_batches
+from repro.engine.epoch import ResidentFeed, chunk_stops, make_chunk_fn, make_order_fn
+from repro.engine.evaluation import make_eval_fn, make_eval_sums_fn, pad_to_batches
+from repro.engine.feeding import StreamEvaluator, StreamFeed, stream_sample
 from repro.engine.hooks import EpochHook, HookContext
 from repro.engine.instantiate import call_target, to_plain
 from repro.engine.optimizers import UpdateRule
 from repro.engine.progress import Progress
-from repro.engine.sharding import replica_mesh, replicate, shard_replica_axis
+from repro.engine.sharding import replica_mesh, replicate, shard_replica_axis, to_devices
 from repro.engine.steps import ReplicaModel, make_init_fn
 from repro.engine.tasks import get_task, num_outputs_for
-from repro.engine.train_state import TrainState, reset_sums
+from repro.engine.train_state import ReplicaState, TrainState, reset_sums
 from repro.loggers import build_logger
 
 # Config keys that do not change what a run computes: a stored run whose config differs only
@@ -59,6 +67,8 @@ NON_RESULT_KEYS = (
     "trainer.checkpoint_within_epoch",
     "trainer.cpu_devices",
     "trainer.replica_devices",
+    "trainer.stream_chunk_steps",
+    "trainer.stream_prefetch",
 )
 HOOK_STREAM = 1_000_003  # fold-in id of the diagnostics key, disjoint from training streams
 # Orbax logs every save at INFO through absl (dozens of lines per checkpoint), and warns at
@@ -149,12 +159,25 @@ def build_model(spec: Mapping[str, Any], num_outputs: int) -> Any:
         raise _prefix_model_error(error, spec, "model") from None
 
 
-def load_data(spec: Mapping[str, Any], data_dir: str | None = None) -> Any:
+def load_data(
+    spec: Mapping[str, Any],
+    data_dir: str | None = None,
+    *,
+    batch_size: int | None = None,
+    seed: int | None = None,
+) -> Any:
     """The data set of the `data` node; a missing local file gets a hint on where to put it
-    (TFDS loaders already say how to prepare their data)."""
+    (TFDS loaders already say how to prepare their data). A `_partial_: true` node builds a
+    stream: it is called with `batch_size` (examples per step) and `seed` (data seed)."""
+    stream_args = {"batch_size": batch_size, "seed": seed} if spec.get("_partial_") else {}
     try:
-        return call_target(spec)
+        return call_target(spec, **stream_args)
     except ValueError as error:
+        if stream_args and str(error).startswith("batch_size"):
+            raise ValueError(
+                f"trainer.batch_size: {error} (a streamed set's batch size is the examples per "
+                "step)"
+            ) from None
         raise _prefix_model_error(error, spec, "data") from None
     except FileNotFoundError as error:
         if "prepare" in str(error):
@@ -225,10 +248,6 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     # ---- data, model, update rule (all validation before compiling) ----
     plan = rep.plan_from_config(plain)
     task = get_task(plain["task"])
-    dataset = load_data(plain["data"], (plain.get("paths") or {}).get("data_dir"))
-    train_arrays = {k: np.asarray(v) for k, v in dataset.train_arrays().items()}
-    x_train, y_train = train_arrays["x"], train_arrays["y"]
-    num_train = int(x_train.shape[0])
     epochs = int(trainer["epochs"])
     batch_size = int(trainer["batch_size"])
     rule0 = UpdateRule(plain["optimizer"], plain["noise"], trainer.get("clip_norm"), 1, 1)
@@ -236,49 +255,66 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         examples_per_step = rule0.examples_per_step(batch_size)
     except ValueError as error:
         raise _prefix_model_error(error, plain["noise"], "noise") from None
+    shared_order = bool(trainer.get("shared_data_order", True))
+    data_seed = trainer.get("data_seed")
+    data_seed = int(plain["seed"] if data_seed is None else data_seed)
+    eval_batch_size = int(trainer.get("eval_batch_size", 1000))
+    eval_train = int(trainer.get("eval_train_examples", 0) or 0)
+    hooks = build_hooks(plain.get("diagnostics"))
+    source = load_data(
+        plain["data"],
+        (plain.get("paths") or {}).get("data_dir"),
+        batch_size=examples_per_step,
+        seed=data_seed,
+    )
+    stream = source if is_stream(source) else None
+    if stream is None:
+        train_arrays = {k: np.asarray(v) for k, v in source.train_arrays().items()}
+        num_train = int(train_arrays["x"].shape[0])
+        test_source: Any = source.test_arrays()
+    else:
+        num_train = int(stream.num_examples)
+        hook_examples = [int(getattr(h, "num_examples", 0) or 0) for h in hooks.values()]
+        # Streams are never whole on the device: init, hooks and train_eval use a sample.
+        train_arrays = stream_sample(stream, max(1, eval_train, *hook_examples))
+        test_source = stream.test_source(eval_batch_size)
     validate_against_data(plain, num_train, examples_per_step)
-    steps_per_epoch = num_train // examples_per_step
+    steps_per_epoch = num_train // examples_per_step if stream is None else stream.steps_per_epoch
     total_steps = epochs * steps_per_epoch
     rule = UpdateRule(
         plain["optimizer"], plain["noise"], trainer.get("clip_norm"), total_steps, steps_per_epoch
     )
-    model = build_model(plain["model"], num_outputs_for(task, dataset.num_classes, y_train))
-    hooks = build_hooks(plain.get("diagnostics"))
+    model = build_model(
+        plain["model"], num_outputs_for(task, source.num_classes, train_arrays["y"])
+    )
     program = ReplicaModel(
         model, task, rule, examples_per_step, str(trainer.get("divergence_check", "loss"))
     )
-    shared_order = bool(trainer.get("shared_data_order", True))
 
     # ---- device data and compiled programs ----
     train_data = {k: jnp.asarray(v) for k, v in train_arrays.items()}
-    eval_sets = {
-        "test": {
-            k: jnp.asarray(v)
-            for k, v in pad_to_batches(
-                dataset.test_arrays(), trainer.get("eval_batch_size", 1000)
-            ).items()
+    resident_eval: dict[str, dict[str, jax.Array]] = {}
+    streamed_eval = {}
+    if is_stream(test_source):
+        streamed_eval["test"] = test_source
+    elif test_source is not None:
+        resident_eval["test"] = {
+            k: jnp.asarray(v) for k, v in pad_to_batches(test_source, eval_batch_size).items()
         }
-    }
-    eval_train = int(trainer.get("eval_train_examples", 0) or 0)
     if eval_train:
-        eval_sets["train_eval"] = {
+        resident_eval["train_eval"] = {
             k: jnp.asarray(v)
             for k, v in pad_to_batches(
-                {k: v[:eval_train] for k, v in train_arrays.items()},
-                trainer.get("eval_batch_size", 1000),
+                {k: v[:eval_train] for k, v in train_arrays.items()}, eval_batch_size
             ).items()
         }
     hparams = plan.hparam_arrays()
     seed_keys = plan.seed_keys()
     if shared_order:
-        data_seed = trainer.get("data_seed")
-        data_seed = plain["seed"] if data_seed is None else data_seed
-        data_key = jax.random.fold_in(jax.random.key(int(data_seed)), rep.STREAM_DATA_ORDER)
+        data_key = jax.random.fold_in(jax.random.key(data_seed), rep.STREAM_DATA_ORDER)
     else:
         data_key = rep.stream_keys(seed_keys, rep.STREAM_DATA_ORDER)
     init_fn = make_init_fn(program)
-    order_fn = make_order_fn(num_train, steps_per_epoch, examples_per_step, shared_order)
-    chunk_fn = make_chunk_fn(program, steps_per_epoch, shared_order)
     eval_fn = make_eval_fn(program)
 
     state: TrainState = init_fn(seed_keys, hparams, train_data["x"][:1])
@@ -289,7 +325,42 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     hparams = shard_replica_axis(hparams, mesh)
     data_key = replicate(data_key, mesh) if shared_order else shard_replica_axis(data_key, mesh)
     train_data = replicate(train_data, mesh)
-    eval_sets = replicate(eval_sets, mesh)
+    resident_eval = replicate(resident_eval, mesh)
+
+    chunks = int(trainer.get("chunks_per_epoch", 4))
+    rows = int(trainer.get("stream_chunk_steps", 16))
+    prefetch = int(trainer.get("stream_prefetch", 2))
+    evaluators: dict[str, Callable[[ReplicaState], dict[str, jax.Array]]] = {}
+    for set_name in ("test", "train_eval"):
+        if set_name in resident_eval:
+            evaluators[set_name] = functools.partial(_evaluate, eval_fn, resident_eval[set_name])
+        elif set_name in streamed_eval:
+            evaluators[set_name] = StreamEvaluator(
+                program,
+                make_eval_sums_fn(program),
+                streamed_eval[set_name],
+                rows=rows,
+                put=functools.partial(to_devices, mesh=mesh),
+                prefetch=prefetch,
+            )
+    if stream is None:
+        feed: ResidentFeed | StreamFeed = ResidentFeed(
+            make_chunk_fn(program, steps_per_epoch, shared_order),
+            make_order_fn(num_train, steps_per_epoch, examples_per_step, shared_order),
+            data_key,
+            train_data,
+            steps_per_epoch,
+        )
+    else:
+        feed = StreamFeed(
+            program,
+            stream,
+            total_steps=total_steps,
+            chunks_per_epoch=chunks,
+            rows=rows,
+            put=functools.partial(to_devices, mesh=mesh),
+            prefetch=prefetch,
+        )
 
     # ---- resume ----
     metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
@@ -315,7 +386,6 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         plain.get("logger"), container, workdir, f"{plain['name']}/{workdir.name}"
     )
     progress = Progress(total_steps, int(state.step), trainer.get("progress", "auto"))
-    chunks = int(trainer.get("chunks_per_epoch", 4))
     exit_code = 1
     try:
         step = int(state.step)
@@ -328,13 +398,9 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
                 state = reset_sums(state)
             first_step = step
             epoch_start = last_update = time.perf_counter()
-            order = order_fn(data_key, epoch)
             base = epoch * steps_per_epoch
-            stops = sorted(
-                {base + math.ceil(k * steps_per_epoch / chunks) for k in range(1, chunks + 1)}
-            )
-            for stop in (s for s in stops if s > step):
-                state = chunk_fn(state, hparams, train_data, order, stop)
+            for stop in (s for s in chunk_stops(epoch, steps_per_epoch, chunks) if s > step):
+                state = feed.advance(state, hparams, step, stop)
                 if progress.bar is not None:
                     # Reading the sums waits for the chunk: once per chunk, a few per epoch.
                     loss = _reduce(
@@ -361,9 +427,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
 
             evaluate = epoch % int(trainer.get("eval_every_epochs", 1)) == 0 or epoch == epochs
             if evaluate:
-                record = _epoch_record(
-                    state, epoch, step, steps_per_epoch, program, eval_fn, eval_sets
-                )
+                record = _epoch_record(state, epoch, step, steps_per_epoch, evaluators)
                 for name, hook in hooks.items():
                     if epoch % int(getattr(hook, "every_epochs", 1)) == 0:
                         ctx = HookContext(
@@ -403,6 +467,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         exit_code = 0
         return summary
     finally:
+        feed.close()
         progress.close()
         checkpointer.close()
         logger.finish(exit_code)
@@ -448,22 +513,26 @@ def _ckpt_meta(
     }
 
 
+def _evaluate(
+    eval_fn: Any, data: Mapping[str, jax.Array], replicas: ReplicaState
+) -> dict[str, jax.Array]:
+    return eval_fn(replicas, data)
+
+
 def _epoch_record(
     state: TrainState,
     epoch: int,
     step: int,
     steps_per_epoch: int,
-    program: ReplicaModel,
-    eval_fn: Any,
-    eval_sets: Mapping[str, Mapping[str, jax.Array]],
+    evaluators: Mapping[str, Callable[[ReplicaState], Mapping[str, jax.Array]]],
 ) -> dict[str, Any]:
     replicas = state.replicas
     record: dict[str, Any] = {"epoch": epoch, "step": step}
     # Steps of this epoch summed in `sums` (a run resumed mid-epoch restored partial sums).
     for name, total in replicas.sums.items():
         record[f"train_{name}"] = np.asarray(total) / steps_per_epoch
-    for set_name, data in eval_sets.items():
-        for name, value in eval_fn(replicas, data).items():
+    for set_name, evaluate in evaluators.items():
+        for name, value in evaluate(replicas).items():
             record[f"{set_name}_{name}"] = np.asarray(value)
     record["diverged"] = np.asarray(replicas.diverged)
     return record

@@ -51,3 +51,9 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None:
         return tree
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def to_devices(tree: Any, mesh: Mesh | None) -> Any:
+    """Place every leaf on the device(s): whole on every device of the mesh, else on the
+    default device (host-fed batches are put there by the feeding thread, not by the call)."""
+    return jax.device_put(tree) if mesh is None else replicate(tree, mesh)
