@@ -78,8 +78,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"trainer.checkpoint_min_interval_s must be >= 0, got {interval!r}")
     _require_int("trainer.chunks_per_epoch", trainer.get("chunks_per_epoch", 1), 1)
     _require_int("trainer.eval_train_examples", trainer.get("eval_train_examples", 0), 0)
+    _require_int("trainer.data_devices", trainer.get("data_devices", 1), 1)
     _require_int("trainer.stream_chunk_steps", trainer.get("stream_chunk_steps", 16), 1)
-    _require_int("trainer.stream_prefetch", trainer.get("stream_prefetch", 2), 1)
+    _require_int("trainer.stream_prefetch", trainer.get("stream_prefetch", 2), 0)
     if trainer.get("data_seed") is not None:
         _require_int("trainer.data_seed", trainer.get("data_seed"), 0)
     check_hparam("trainer.clip_norm", trainer.get("clip_norm"))
@@ -136,6 +137,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     data = cfg.get("data") or {}
     if "_target_" not in data:
         raise ValueError("data._target_ is missing (choose one with data=<name>)")
+    if trainer.get("data_devices", 1) > 1 and not trainer.get("shared_data_order", True):
+        raise ValueError(
+            "trainer.data_devices > 1 needs trainer.shared_data_order=true (the batch shared "
+            "by the replicas is what is split over the data devices)"
+        )
     if data.get("_partial_") and not trainer.get("shared_data_order", True):
         raise ValueError(
             "trainer.shared_data_order=false cannot be used with a streamed data set (data "

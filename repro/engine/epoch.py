@@ -64,8 +64,14 @@ def make_step_all(
     return step
 
 
-def make_chunk_fn(program: ReplicaModel, steps_per_epoch: int, shared: bool) -> ChunkFn:
-    """jit of the chunk runner described in the module docstring."""
+def make_chunk_fn(
+    program: ReplicaModel,
+    steps_per_epoch: int,
+    shared: bool,
+    batch_sharding: jax.sharding.Sharding | None = None,
+) -> ChunkFn:
+    """jit of the chunk runner described in the module docstring; `batch_sharding` (data
+    parallelism, sharding.py) constrains the gathered shared batch's example axis."""
     step_all = make_step_all(program, shared)
 
     def run_chunk(
@@ -80,6 +86,8 @@ def make_chunk_fn(program: ReplicaModel, steps_per_epoch: int, shared: bool) -> 
             if shared:
                 indices = order[position]
                 batch = {k: v[indices] for k, v in data.items()}
+                if batch_sharding is not None:
+                    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             else:
                 indices = order[:, position]  # [R, n]
                 batch = {k: v[indices] for k, v in data.items()}

@@ -13,6 +13,10 @@ shared by all replicas; the traced bounds let one program serve every piece leng
 dispatch is asynchronous, so while the device runs piece i the thread prepares piece i+1 and
 the main thread has already queued it; at most `in_flight` pieces are queued (each call
 returns a small token the loop waits on), which bounds device memory held by pending pieces.
+`prefetch=0` turns both off (no thread, each piece finished before the next is read): the
+serial baseline that scripts/benchmark_streaming.py measures the overlap against.
+With data parallelism (`trainer.data_devices`, sharding.py) the thread puts each piece with
+its example axis sharded over the "data" devices, and each step's row is constrained alike.
 
 Evaluation of a streamed test set: the same masked sums as evaluation.py over host batches
 padded to B and stacked `rows` at a time (padding rows and examples carry mask 0), vmapped
@@ -166,10 +170,13 @@ def host_pieces(
         yield start, stop, put(stack_batches(rows_of_piece, rows, stream.batch_size))
 
 
-def make_stream_chunk_fn(program: ReplicaModel) -> StreamChunkFn:
+def make_stream_chunk_fn(
+    program: ReplicaModel, batch_sharding: jax.sharding.Sharding | None = None
+) -> StreamChunkFn:
     """jit((state, hparams, batches [rows, B, ...], stop) -> (state at `stop`, token)): steps
     ``state.step .. stop-1`` taking rows ``0 .. stop-1-state.step``; the token (a copy of the
-    step) is an output the caller may wait on after `state` is donated to the next call."""
+    step) is an output the caller may wait on after `state` is donated to the next call;
+    `batch_sharding` (data parallelism) constrains each step's batch as in epoch.py."""
     step_all = make_step_all(program)
 
     def run_piece(
@@ -182,6 +189,8 @@ def make_stream_chunk_fn(program: ReplicaModel) -> StreamChunkFn:
 
         def body(st: TrainState) -> TrainState:
             batch = {k: v[st.step - start] for k, v in batches.items()}
+            if batch_sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             return step_all(st, hparams, batch)
 
         state = jax.lax.while_loop(lambda st: st.step < stop, body, state)
@@ -204,12 +213,13 @@ class StreamFeed:
         put: Put,
         prefetch: int = 2,
         in_flight: int = 2,
+        batch_sharding: jax.sharding.Sharding | None = None,
     ) -> None:
         self.stream = stream
-        self.chunk_fn = make_stream_chunk_fn(program)
+        self.chunk_fn = make_stream_chunk_fn(program, batch_sharding)
         self.total_steps, self.chunks, self.rows = total_steps, chunks_per_epoch, rows
         self.put, self.prefetch, self.in_flight = put, prefetch, in_flight
-        self._pieces: Prefetcher | None = None
+        self._pieces: Iterator[tuple[int, int, Any]] | None = None
         self._next = -1
         self._tokens: collections.deque[jax.Array] = collections.deque()
 
@@ -218,7 +228,8 @@ class StreamFeed:
         bounds = piece_bounds(
             start, self.total_steps, self.stream.steps_per_epoch, self.chunks, self.rows
         )
-        self._pieces = Prefetcher(host_pieces(self.stream, bounds, self.rows, self.put))
+        pieces = host_pieces(self.stream, bounds, self.rows, self.put)
+        self._pieces = Prefetcher(pieces, self.prefetch) if self.prefetch else pieces
         self._next = start
 
     def advance(
@@ -234,14 +245,14 @@ class StreamFeed:
                 raise RuntimeError(f"piece [{first}, {end}) does not fit steps [{start}, {stop})")
             state, token = self.chunk_fn(state, hparams, batches, end)
             self._tokens.append(token)
-            while len(self._tokens) > self.in_flight:
+            while len(self._tokens) > (self.in_flight if self.prefetch else 0):
                 self._tokens.popleft().block_until_ready()
             self._next = end
         return state
 
     def close(self) -> None:
         if self._pieces is not None:
-            self._pieces.close()
+            self._pieces.close()  # type: ignore[attr-defined]  # Prefetcher or generator
             self._pieces = None
         self._tokens.clear()
 

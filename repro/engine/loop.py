@@ -46,7 +46,14 @@ from repro.engine.hooks import EpochHook, HookContext
 from repro.engine.instantiate import call_target, to_plain
 from repro.engine.optimizers import UpdateRule
 from repro.engine.progress import Progress
-from repro.engine.sharding import replica_mesh, replicate, shard_replica_axis, to_devices
+from repro.engine.sharding import (
+    batch_sharding,
+    check_data_devices,
+    replica_mesh,
+    replicate,
+    shard_replica_axis,
+    to_devices,
+)
 from repro.engine.steps import ReplicaModel, make_init_fn
 from repro.engine.tasks import get_task, num_outputs_for
 from repro.engine.train_state import ReplicaState, TrainState, reset_sums
@@ -279,6 +286,8 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         train_arrays = stream_sample(stream, max(1, eval_train, *hook_examples))
         test_source = stream.test_source(eval_batch_size)
     validate_against_data(plain, num_train, examples_per_step)
+    data_devices = trainer.get("data_devices", 1)
+    check_data_devices(data_devices, batch_size, examples_per_step)
     steps_per_epoch = num_train // examples_per_step if stream is None else stream.steps_per_epoch
     total_steps = epochs * steps_per_epoch
     rule = UpdateRule(
@@ -320,7 +329,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     state: TrainState = init_fn(seed_keys, hparams, train_data["x"][:1])
 
     # ---- replicas sharded over devices (no communication; see sharding.py) ----
-    mesh = replica_mesh(plan.num_replicas, trainer.get("replica_devices"))
+    mesh = replica_mesh(plan.num_replicas, trainer.get("replica_devices"), data_devices)
     state = shard_replica_axis(state, mesh)
     hparams = shard_replica_axis(hparams, mesh)
     data_key = replicate(data_key, mesh) if shared_order else shard_replica_axis(data_key, mesh)
@@ -345,7 +354,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
             )
     if stream is None:
         feed: ResidentFeed | StreamFeed = ResidentFeed(
-            make_chunk_fn(program, steps_per_epoch, shared_order),
+            make_chunk_fn(program, steps_per_epoch, shared_order, batch_sharding(mesh)),
             make_order_fn(num_train, steps_per_epoch, examples_per_step, shared_order),
             data_key,
             train_data,
@@ -358,8 +367,9 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
             total_steps=total_steps,
             chunks_per_epoch=chunks,
             rows=rows,
-            put=functools.partial(to_devices, mesh=mesh),
+            put=functools.partial(to_devices, mesh=mesh, example_axis=1),
             prefetch=prefetch,
+            batch_sharding=batch_sharding(mesh),
         )
 
     # ---- resume ----

@@ -101,7 +101,8 @@ def test_streamed_run_is_bit_identical_to_resident_run(
 
 def test_streamed_run_resumes_bit_identically(compose_cfg, read_metrics, tmp_path: Path) -> None:
     """Checkpoints at every chunk end; resume once from mid-epoch 2 and once from the end of
-    epoch 1: both continue with the exact batches and end as the uninterrupted run."""
+    epoch 1 (fed serially, without the prefetch thread): both continue with the exact
+    batches and end as the uninterrupted run."""
     overrides = (
         *STREAM,
         *PIECES,
@@ -125,7 +126,8 @@ def test_streamed_run_resumes_bit_identically(compose_cfg, read_metrics, tmp_pat
             if step > resume_step:
                 shutil.rmtree(run / "checkpoints" / str(step))
         (run / "summary.json").unlink()
-        resumed = train_and_evaluate(compose_cfg(*overrides), run)
+        serial = ("trainer.stream_prefetch=0",) if resume_step == 22 else ()
+        resumed = train_and_evaluate(compose_cfg(*overrides, *serial), run)
         assert resumed["metadata"]["resumed_from_step"] == resume_step
         assert read_metrics(run, timing=False) == records
         assert resumed["replicas"] == full["replicas"]
