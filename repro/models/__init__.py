@@ -36,7 +36,6 @@ MODELS: dict[str, type[nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet": ResNet,
     "linear": Linear,
-    "jasper": Jasper,
 }
 
 
