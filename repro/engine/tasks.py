@@ -51,9 +51,29 @@ class Task:
     # Metric used as the default objective and its direction.
     default_objective: str
     default_mode: str  # "max" or "min"
+    # True: outputs are (logits [B, T, K], paddings [B, T]) or logits [B, T, K] (ctc).
+    sequence_outputs: bool = False
+
+    def check_outputs(self, outputs: Outputs) -> None:
+        """ValueError (raised while tracing, before anything runs) naming the mismatch between
+        the model's outputs and the task."""
+        is_tuple = isinstance(outputs, tuple | list)
+        if self.sequence_outputs:
+            logits = outputs[0] if is_tuple else outputs
+            if getattr(logits, "ndim", 0) != 3:
+                raise ValueError(
+                    f"task={self.name} needs a sequence model with logits [B, T, K] "
+                    f"(e.g. model=jasper), got outputs of shape {getattr(logits, 'shape', None)}"
+                )
+        elif is_tuple:
+            raise ValueError(
+                f"task={self.name} needs a model returning one array; this model returns "
+                f"{len(outputs)} (a sequence model such as Jasper goes with task=ctc)"
+            )
 
     def per_example(self, outputs: Outputs, batch: Batch) -> dict[str, jax.Array]:
         """{"loss": [B], **metrics: [B]}."""
+        self.check_outputs(outputs)
         values = {"loss": self.loss(outputs, batch)}
         for name, fn in self.metrics.items():
             values[name] = fn(outputs, batch)
@@ -211,6 +231,7 @@ TASKS: dict[str, Task] = {
         },
         "test_token_error_rate",
         "min",
+        sequence_outputs=True,
     ),
     "binary_mse": Task(
         "binary_mse", _squared_error, {"accuracy": _sign_accuracy}, "test_accuracy", "max"

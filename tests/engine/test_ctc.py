@@ -196,6 +196,15 @@ def test_models_without_input_keys_get_x_only() -> None:
     assert state == {}
 
 
+def test_task_and_model_mismatch_raises_while_tracing() -> None:
+    with pytest.raises(ValueError, match=r"task=ctc needs a sequence model with logits"):
+        CTC.per_example(jnp.zeros((4, 3)), {"y": jnp.ones((4, 2), jnp.int32)})
+    with pytest.raises(ValueError, match=r"task=classification needs a model returning one"):
+        get_task("classification").per_example(
+            (jnp.zeros((4, 5, 3)), jnp.zeros((4, 5))), {"y": jnp.zeros(4, jnp.int32)}
+        )
+
+
 def _corpus_rate(final: dict) -> float:
     return final["test_token_errors"] / final["test_ref_tokens"]
 
