@@ -74,6 +74,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from optax import ScalarOrSchedule
 
@@ -99,7 +100,7 @@ _NO_PARAMS = (
 def _is_concrete_zero(value: Any) -> bool:
     if callable(value) or not is_checkable(value):
         return False
-    return bool(jnp.all(jnp.asarray(value) == 0))
+    return bool(np.all(np.asarray(value) == 0))
 
 
 def _cast_tree_like(tree: Any, like: Any) -> Any:

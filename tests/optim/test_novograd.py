@@ -180,6 +180,22 @@ def test_params_none_raises_only_when_weight_decay_needs_params():
     assert "weight decay" not in str(failure.value)
 
 
+@pytest.mark.parametrize("decay", [0.0, 1e-3])
+def test_built_inside_jit_with_python_hyperparameters(decay):
+    """The engine builds each replica's optimizer inside its jitted step, where even a
+    constant like `jnp.asarray(0.0)` is a tracer: construction must not need a concrete bool."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 6), "b": jnp.ones(2)}
+    grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
+
+    def step(params, grads):
+        tx = ro.novograd(0.1, weight_decay=decay)
+        return tx.update(grads, tx.init(params), params)[0]
+
+    inside, outside = jax.jit(step)(params, grads), step(params, grads)
+    for a, b in zip(jax.tree.leaves(inside), jax.tree.leaves(outside), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
 def test_traced_hyperparameters_keep_state_dtypes_under_vmap_and_scan():
     params = _params(jnp.bfloat16)
 
