@@ -27,7 +27,9 @@ class HookContext:
     step: int  # global optimizer step
     program: ReplicaModel
     replicas: ReplicaState  # every leaf has a leading replica axis R
-    train_data: Mapping[str, jax.Array]  # full training arrays on device ("x", "y")
+    # Training examples on the device: every per-example array of a batch ("x", "y", and
+    # extras such as padding masks); the whole set, or the first examples of a stream.
+    train_data: Mapping[str, jax.Array]
     key: jax.Array  # typed key for the hook's own randomness (fixed per epoch)
 
 
@@ -63,16 +65,16 @@ class GradientNoiseStrength:
 
     def _build(self, program: ReplicaModel) -> Any:
         def per_replica(params: Any, model_state: Any, data: Mapping[str, jax.Array]) -> Any:
-            def example_loss(p: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-                batch = {"x": x[None], "y": y[None]}
+            def example_loss(p: Any, example: Mapping[str, jax.Array]) -> jax.Array:
+                batch = {k: v[None] for k, v in example.items()}
                 out, _ = program.apply(p, model_state, batch, train=False)
                 return program.task.loss(out, batch)[0]
 
-            grad_fn = jax.vmap(jax.value_and_grad(example_loss), in_axes=(None, 0, 0))
+            grad_fn = jax.vmap(jax.value_and_grad(example_loss), in_axes=(None, 0))
 
             def body(carry: Any, chunk: Mapping[str, jax.Array]) -> Any:
                 sq, total, loss = carry
-                losses, grads = grad_fn(params, chunk["x"], chunk["y"])
+                losses, grads = grad_fn(params, chunk)
                 sq = sq + sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))
                 total = jax.tree.map(lambda t, g: t + g.sum(0), total, grads)
                 return (sq, total, loss + losses.sum()), None

@@ -55,7 +55,7 @@ from repro.engine.sharding import (
     to_devices,
 )
 from repro.engine.steps import ReplicaModel, make_init_fn
-from repro.engine.tasks import get_task, num_outputs_for
+from repro.engine.tasks import Task, get_task, num_outputs_for
 from repro.engine.train_state import ReplicaState, TrainState, reset_sums
 from repro.loggers import build_logger
 
@@ -437,7 +437,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
 
             evaluate = epoch % int(trainer.get("eval_every_epochs", 1)) == 0 or epoch == epochs
             if evaluate:
-                record = _epoch_record(state, epoch, step, steps_per_epoch, evaluators)
+                record = _epoch_record(state, epoch, step, steps_per_epoch, evaluators, task)
                 for name, hook in hooks.items():
                     if epoch % int(getattr(hook, "every_epochs", 1)) == 0:
                         ctx = HookContext(
@@ -535,15 +535,17 @@ def _epoch_record(
     step: int,
     steps_per_epoch: int,
     evaluators: Mapping[str, Callable[[ReplicaState], Mapping[str, jax.Array]]],
+    task: Task,
 ) -> dict[str, Any]:
     replicas = state.replicas
     record: dict[str, Any] = {"epoch": epoch, "step": step}
     # Steps of this epoch summed in `sums` (a run resumed mid-epoch restored partial sums).
     for name, total in replicas.sums.items():
         record[f"train_{name}"] = np.asarray(total) / steps_per_epoch
+    record = task.with_ratios(record, "train_")
     for set_name, evaluate in evaluators.items():
-        for name, value in evaluate(replicas).items():
-            record[f"{set_name}_{name}"] = np.asarray(value)
+        means = {f"{set_name}_{k}": np.asarray(v) for k, v in evaluate(replicas).items()}
+        record.update(task.with_ratios(means, f"{set_name}_"))
     record["diverged"] = np.asarray(replicas.diverged)
     return record
 

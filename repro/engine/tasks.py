@@ -20,8 +20,9 @@ plain logits array means no padding); the batch holds labels ``y`` int32 [B, L] 
   averages metrics over examples, so the corpus-level rate (how WER/CER are reported:
   sum of edits / sum of lengths) is ``token_errors / ref_tokens`` of the same record,
   e.g. ``test_token_errors / test_ref_tokens`` (a ratio of two means over the same examples
-  is the ratio of the sums). ``token_error_rate`` (mean of per-utterance rates) weighs short
-  utterances more; it is the default objective only because it is one number per record.
+  is the ratio of the sums); the engine writes it as ``corpus_token_error_rate`` (a task
+  ratio, computed after averaging), the default objective. ``token_error_rate`` (mean of
+  per-utterance rates) weighs short utterances more.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Batch = Mapping[str, jax.Array]
@@ -53,6 +55,22 @@ class Task:
     default_mode: str  # "max" or "min"
     # True: outputs are (logits [B, T, K], paddings [B, T]) or logits [B, T, K] (ctc).
     sequence_outputs: bool = False
+    # Corpus-level metrics: name -> (numerator, denominator), two per-example metrics whose
+    # means over the same examples are divided after averaging (ratio of means = ratio of
+    # sums), e.g. the corpus token error rate = sum of edits / sum of reference lengths.
+    ratios: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+
+    def with_ratios(self, means: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        """``means`` (keys ``prefix + metric``) plus every ratio whose two metrics it holds;
+        a zero denominator gives NaN."""
+        out = dict(means)
+        for name, (num, den) in self.ratios.items():
+            if f"{prefix}{num}" in means and f"{prefix}{den}" in means:
+                a = np.asarray(means[f"{prefix}{num}"], np.float64)
+                b = np.asarray(means[f"{prefix}{den}"], np.float64)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out[f"{prefix}{name}"] = np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+        return out
 
     def check_outputs(self, outputs: Outputs) -> None:
         """ValueError (raised while tracing, before anything runs) naming the mismatch between
@@ -229,9 +247,10 @@ TASKS: dict[str, Task] = {
             "token_errors": _greedy_token_errors,
             "ref_tokens": _ref_tokens,
         },
-        "test_token_error_rate",
+        "test_corpus_token_error_rate",
         "min",
         sequence_outputs=True,
+        ratios={"corpus_token_error_rate": ("token_errors", "ref_tokens")},
     ),
     "binary_mse": Task(
         "binary_mse", _squared_error, {"accuracy": _sign_accuracy}, "test_accuracy", "max"

@@ -172,7 +172,10 @@ def test_num_outputs_and_task_validation() -> None:
     assert num_outputs_for(CTC, 5, y) == 6
     with pytest.raises(ValueError, match=r"task=ctc needs a data set with num_classes >= 1"):
         num_outputs_for(CTC, 0, y)
-    assert CTC.default_objective == "test_token_error_rate" and CTC.default_mode == "min"
+    assert CTC.default_objective == "test_corpus_token_error_rate" and CTC.default_mode == "min"
+    means = {"test_token_errors": np.array([3.0, 0.0]), "test_ref_tokens": np.array([4.0, 0.0])}
+    rates = CTC.with_ratios(means, "test_")["test_corpus_token_error_rate"]
+    np.testing.assert_array_equal(rates, [0.75, np.nan])
     # The other tasks are unchanged.
     assert num_outputs_for(get_task("classification"), 10, jnp.zeros(4)) == 10
     assert num_outputs_for(get_task("mse"), 0, jnp.zeros((4, 2))) == 2
@@ -238,9 +241,8 @@ def test_jasper_smoke_experiment_learns_through_the_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     (summary_path,) = (tmp_path / "out" / "runs" / "jasper" / "smoke").glob("*/summary.json")
     summary = json.loads(summary_path.read_text())
-    assert (
-        summary["status"] == "finished" and summary["objective_metric"] == "test_token_error_rate"
-    )
+    assert summary["status"] == "finished"
+    assert summary["objective_metric"] == "test_corpus_token_error_rate"
     assert summary["num_replicas"] == 2
     for replica in summary["replicas"]:
         final = replica["final"]
@@ -249,7 +251,55 @@ def test_jasper_smoke_experiment_learns_through_the_cli(tmp_path: Path) -> None:
         # Mean reference length of the test set: between 2 and 6 tokens.
         assert 2 <= final["test_ref_tokens"] <= 6
         assert _corpus_rate(final) < 0.2, final
+        assert final["test_corpus_token_error_rate"] == pytest.approx(_corpus_rate(final))
         assert final["test_token_error_rate"] < 0.2, final
     records = [json.loads(line) for line in (summary_path.parent / "metrics.jsonl").open()]
     first = records[0]
     assert min(first["test_token_errors"][i] / first["test_ref_tokens"][i] for i in (0, 1)) > 0.5
+
+
+def test_noise_strength_hook_uses_the_padding_masks() -> None:
+    """The per-example gradients of the SGD-noise hook must see each example's paddings
+    (x_paddings, y_paddings), like the training step does."""
+    from repro.data.sequences import make_synthetic_speech
+    from repro.engine.hooks import GradientNoiseStrength, HookContext
+    from repro.engine.train_state import ReplicaState
+
+    data = make_synthetic_speech(num_train=8, num_test=2, max_tokens=4, seed=3)
+    model = Jasper(
+        num_outputs=data.num_classes + 1, blocks=1, repeats=1, filters=(8,), kernel_sizes=(5,)
+    )
+    program = ReplicaModel(model, CTC, None, 8)  # type: ignore[arg-type]
+    arrays = {k: jnp.asarray(v) for k, v in data.train_arrays().items()}
+    variables = dict(model.init(jax.random.key(0), arrays["x"][:1], train=False))
+    params = variables.pop("params")
+
+    def example_loss(p: object, example: dict) -> jax.Array:
+        batch = {k: v[None] for k, v in example.items()}
+        out, _ = program.apply(p, variables, batch, train=False)
+        return CTC.loss(out, batch)[0]
+
+    grads = [jax.grad(example_loss)(params, {k: v[i] for k, v in arrays.items()}) for i in range(8)]
+    flat = np.stack([np.concatenate([np.ravel(g) for g in jax.tree.leaves(t)]) for t in grads])
+    expected = np.mean(np.sum(flat**2, axis=1)) - np.sum(np.mean(flat, axis=0) ** 2)
+
+    def stacked(tree: object) -> object:
+        return jax.tree.map(lambda v: v[None], tree)
+
+    replicas = ReplicaState(
+        params=stacked(params),
+        model_state=stacked(variables),
+        opt_state={},
+        key=jax.random.key(0),
+        diverged=jnp.zeros(1, bool),
+        diverged_step=jnp.zeros(1, jnp.int32),
+        sums={},
+    )
+    ctx = HookContext(0, 0, program, replicas, arrays, jax.random.key(1))
+    value = GradientNoiseStrength(num_examples=8, chunk=4)(ctx)["noise_strength"]
+    np.testing.assert_allclose(np.asarray(value)[0], expected, rtol=1e-3)
+    # Without the paddings the value is different: the check above can fail.
+    bare = {"x": arrays["x"], "y": arrays["y"]}
+    ctx = HookContext(0, 0, program, replicas, bare, jax.random.key(1))
+    no_pad = GradientNoiseStrength(num_examples=8, chunk=4)(ctx)["noise_strength"]
+    assert abs(float(np.asarray(no_pad)[0]) - expected) > 1e-2 * abs(expected)
