@@ -36,6 +36,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet": ResNet,
     "linear": Linear,
+    "jasper": Jasper,
 }
 
 

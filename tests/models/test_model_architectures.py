@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from repro.models import DeepMLP, Linear, ResNet, SmallCNN, build_model, count_params
+from repro.models import (
+    DeepMLP,
+    Jasper,
+    Linear,
+    ResNet,
+    SmallCNN,
+    build_model,
+    count_params,
+)
 
 KEY = jax.random.key(0)
 
@@ -138,7 +146,8 @@ def test_linear_model_and_registry():
     assert model.apply(variables, jnp.ones((3, 4)), train=True).shape == (3, 1)
     assert isinstance(build_model("deep_mlp", depth=2), DeepMLP)
     assert isinstance(Linear(), Linear)
-    with pytest.raises(ValueError, match=r"model name must be one of \['deep_mlp', 'linear'"):
+    assert isinstance(build_model("jasper", num_outputs=5), Jasper)
+    with pytest.raises(ValueError, match=r"must be one of \['deep_mlp', 'jasper', 'linear'"):
         build_model("vgg")
 
 
