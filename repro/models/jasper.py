@@ -53,10 +53,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from repro.models._checks import as_int_tuple, check_choice, check_int_at_least, check_rate
+from repro.models.conv import CONV_IMPLS, conv
 from repro.models.initializers import KERNEL_INIT_NAMES, get_kernel_init
 
 RESIDUALS: tuple[str, ...] = ("none", "block", "dense")
-CONV_IMPLS: tuple[str, ...] = ("matmul", "xla")
 
 
 class MaskedBatchNorm(nn.Module):
@@ -106,36 +106,20 @@ def conv1d(
 
     ``out[b, j, o] = sum_{i, c} pad(h)[b, stride j + d i, c] kernel[i, c, o]``; depthwise,
     with a kernel ``[k, 1, C]``: ``out[b, j, c] = sum_i pad(h)[b, stride j + d i, c]
-    kernel[i, 0, c]``.
-    ``impl="matmul"`` gathers the k shifted (strided) views and contracts them in one einsum
-    (im2col). Why: on XLA:CPU the gradient of ``conv_general_dilated`` inside a ``while_loop``
-    (the engine's scanned epochs) runs about 10-40x slower than at top level (measured: 80 ms
-    vs 2 ms per step of a 4-conv stack), while dots stay fast. ``impl="xla"`` uses
-    ``lax.conv_general_dilated`` (the better choice on accelerators). Both give the same
-    numbers up to float32 summation order.
+    kernel[i, 0, c]``. ``impl`` "matmul" (im2col; default because XLA:CPU runs conv
+    gradients inside ``while_loop`` bodies through its slow generic emitter -- measured 80 ms
+    vs 2 ms per step of a 4-conv stack) or "xla"; see ``repro.models.conv``.
     """
-    size = kernel.shape[0]
-    half = dilation * (size - 1) // 2
-    if impl == "xla":
-        return jax.lax.conv_general_dilated(
-            h,
-            kernel.astype(h.dtype),
-            (stride,),
-            [(half, half)],
-            rhs_dilation=(dilation,),
-            dimension_numbers=("NWC", "WIO", "NWC"),
-            feature_group_count=h.shape[-1] if depthwise else 1,
-        )
-    padded = jnp.pad(h, ((0, 0), (half, half), (0, 0)))
-    frames = (h.shape[1] - 1) // stride + 1
-    views = [
-        padded[:, i * dilation : i * dilation + stride * (frames - 1) + 1 : stride]
-        for i in range(size)
-    ]
-    patches = jnp.stack(views, axis=2)  # [B, T', k, C]
-    if depthwise:
-        return jnp.einsum("btkc,kc->btc", patches, kernel[:, 0, :].astype(h.dtype))
-    return jnp.einsum("btkc,kco->bto", patches, kernel.astype(h.dtype))
+    half = dilation * (kernel.shape[0] - 1) // 2
+    return conv(
+        h,
+        kernel,
+        strides=stride,
+        padding=[(half, half)],
+        dilation=dilation,
+        feature_group_count=h.shape[-1] if depthwise else 1,
+        impl=impl,
+    )
 
 
 class _Conv1D(nn.Module):

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from repro.models._checks import check_choice, check_int_at_least
+from repro.models.conv import CONV_IMPLS, Conv
 from repro.models.initializers import KERNEL_INIT_NAMES, get_kernel_init
 
 STYLES: tuple[str, ...] = ("cifar", "imagenet")
@@ -121,6 +122,8 @@ class ResNet(nn.Module):
         ("he" = N(0, 2 / fan_in) is He et al.'s choice).
       bn_momentum, bn_epsilon: BatchNorm running-average momentum and epsilon.
       zero_init_residual: start every residual branch at zero (last BN scale 0; v1 only).
+      conv_impl: "matmul" (im2col + one dot; the fast choice for CPU training loops) or
+        "xla" (``lax.conv_general_dilated``; for accelerators); see ``repro.models.conv``.
     """
 
     depth: int = 20
@@ -133,11 +136,13 @@ class ResNet(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     zero_init_residual: bool = False
+    conv_impl: str = "matmul"
 
     def __post_init__(self) -> None:
         check_choice("style", self.style, STYLES)
         check_int_at_least("num_outputs", self.num_outputs, 1)
         check_choice("kernel_init_name", self.kernel_init_name, KERNEL_INIT_NAMES)
+        check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         get_kernel_init(self.kernel_init_name, init_scale=self.init_scale)
         if self.base_width is not None:
             check_int_at_least("base_width", self.base_width, 1)
@@ -179,7 +184,9 @@ class ResNet(nn.Module):
         cifar = self.style == "cifar"
         width = self.base_width or (16 if cifar else 64)
         kernel_init = get_kernel_init(self.kernel_init_name, init_scale=self.init_scale)
-        conv = functools.partial(nn.Conv, use_bias=False, kernel_init=kernel_init, padding="SAME")
+        conv = functools.partial(
+            Conv, use_bias=False, kernel_init=kernel_init, padding="SAME", impl=self.conv_impl
+        )
         norm = functools.partial(
             _norm,
             use_running_average=not train,

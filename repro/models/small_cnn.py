@@ -24,6 +24,7 @@ from repro.models._checks import (
     check_int_at_least,
     check_rate,
 )
+from repro.models.conv import CONV_IMPLS, Conv
 from repro.models.initializers import (
     ACTIVATIONS,
     KERNEL_INIT_NAMES,
@@ -49,6 +50,8 @@ class SmallCNN(nn.Module):
       pool: "max" or "avg".
       activation, kernel_init_name, init_scale, bias_init, dropout_rate: as in ``DeepMLP``;
         dropout follows every dense hidden layer, active only when ``train=True``.
+      conv_impl: "matmul" (im2col + one dot; the fast choice for CPU training loops) or
+        "xla" (``lax.conv_general_dilated``; for accelerators); see ``repro.models.conv``.
     """
 
     num_outputs: int = 10
@@ -62,6 +65,7 @@ class SmallCNN(nn.Module):
     init_scale: float = 0.02
     bias_init: float | str = 0.0
     dropout_rate: float = 0.0
+    conv_impl: str = "matmul"
 
     def __post_init__(self) -> None:
         # Hydra hands lists as ListConfig: store hashable tuples.
@@ -74,6 +78,7 @@ class SmallCNN(nn.Module):
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("kernel_init_name", self.kernel_init_name, KERNEL_INIT_NAMES)
         check_rate("dropout_rate", self.dropout_rate)
+        check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         self._kernel_inits()
         get_bias_init(self.bias_init, init_scale=self.init_scale)
         super().__post_init__()
@@ -103,12 +108,13 @@ class SmallCNN(nn.Module):
         pool = nn.max_pool if self.pool == "max" else nn.avg_pool
         h = x
         for i, features in enumerate(self.conv_features):
-            h = nn.Conv(
+            h = Conv(
                 features,
                 (self.kernel_size, self.kernel_size),
                 padding=self.padding,
                 kernel_init=hidden_init,
                 bias_init=bias_init,
+                impl=self.conv_impl,
                 name=f"conv_{i}",
             )(h)
             h = pool(phi(h), (2, 2), strides=(2, 2))
