@@ -472,6 +472,10 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
             resumed_from,
             total_steps,
         )
+        # Float rounding (not the statistics) depends on how many replicas share a device:
+        # XLA:CPU picks its matmul blocking by operand size. Recorded so a run can be repeated
+        # bit-for-bit (trainer.cpu_devices / replica_devices / data_devices).
+        summary["metadata"]["mesh"] = dict(mesh.shape) if mesh is not None else {}
         out.write_json_atomic(workdir / out.SUMMARY_FILE, summary)
         logger.log_summary(summary)
         exit_code = 0
