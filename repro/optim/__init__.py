@@ -7,7 +7,9 @@
 * Per-example loss-weight samplers (Wu et al., 2020; Mori & Ueda, 2020): SGD and Bernoulli
   sampling, Gaussian multipliers (Fisher, gradient covariance, sparse, ghost batch) and
   noise enhancement (:mod:`repro.optim.example_weights`).
-* Keys and the fast fused Gaussian generator: :mod:`repro.optim.prng`.
+* Keys and the fast fused Gaussian generator: :mod:`repro.optim.prng` (an index of
+  :mod:`~repro.optim.threefry`, :mod:`~repro.optim.keys`, :mod:`~repro.optim.elementary`,
+  :mod:`~repro.optim.normals` and :mod:`~repro.optim.noise_tree`).
 
 Every transformation's docstring states its math; every constructor validates its
 arguments with a one-line ``ValueError`` (:mod:`repro.validation`), skipping traced values
@@ -33,13 +35,14 @@ from repro.optim.example_weights import (
     sgd_sampling,
     sparse_gaussian,
 )
+from repro.optim.keys import as_key, fold_in
+from repro.optim.noise_tree import tree_normal_like
 from repro.optim.novograd import (
     OPENSEQ2SEQ_BETAS,
     novograd,
     novograd_openseq2seq,
     scale_by_novograd,
 )
-from repro.optim.prng import as_key, fold_in, tree_normal_like
 from repro.optim.transforms import keep_update_dtype, scale_by_learning_rate
 
 __all__ = [

@@ -30,7 +30,7 @@ counter; ``key``/``seed`` behave the same (``seed`` is deprecated). With
   parameters does not change any other leaf's noise (optax: key by leaf position);
 * ``eta`` and ``gamma`` may be schedules, or traced values (a vmapped hyperparameter grid);
 * ``anneal=False`` gives the paper's fixed-variance ablation: :math:`\sigma_t^2 = \eta_t`;
-* a fast generator (:mod:`repro.optim.prng`): drawing the noise costs 3-7x less than in
+* a fast generator (:mod:`repro.optim.normals`): drawing the noise costs 3-7x less than in
   optax on CPU, and a noisy SGD step of the paper's MNIST network about 1.3-1.4x a plain
   step instead of optax's 3-5x (``scripts/benchmark_optim.py``);
 * negative ``eta``/``gamma``/``learning_rate`` raise ``ValueError`` at construction.
@@ -61,7 +61,8 @@ import jax.numpy as jnp
 import optax
 from optax import ScalarOrSchedule
 
-from repro.optim.prng import GENERATORS, LAYOUTS, as_key, split_key, tree_normal_like
+from repro.optim.keys import as_key, split_key
+from repro.optim.noise_tree import GENERATORS, LAYOUTS, tree_normal_like
 from repro.optim.transforms import scale_by_learning_rate
 from repro.validation import check_nonnegative
 
@@ -149,7 +150,7 @@ def add_noise(
       generator: ``"threefry_boxmuller"`` (default, fast), ``"jax"`` (``jax.random.normal``
         with the same per-path keys) or ``"optax"`` (optax's exact stream, positional keys).
       layout: ``"chunked"`` (default) or ``"per_leaf"``: how ``threefry_boxmuller`` is
-        computed (same numbers; see :data:`repro.optim.prng.LAYOUTS`).
+        computed (same numbers; see :data:`repro.optim.noise_tree.LAYOUTS`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``params`` and extra arguments are

@@ -45,7 +45,7 @@ Wu et al. compare them. :func:`noise_scale_for_effective_batch_size` inverts
 :math:`B_{\mathrm{eff}}` for every sampler.
 
 Random bits come from the same fused Threefry generator as :func:`repro.optim.add_noise`
-(:mod:`repro.optim.prng`), so drawing the weights is a single small kernel; constructors
+(:mod:`repro.optim.normals`), so drawing the weights is a single small kernel; constructors
 validate their arguments (``ValueError`` naming the parameter), skipping traced values so
 that a sampler can be built inside ``jax.vmap`` over a grid of scales or alphas.
 """
@@ -60,7 +60,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro.optim.prng import key_words, leaf_normal, threefry2x32
+from repro.optim.keys import key_words
+from repro.optim.normals import leaf_normal
+from repro.optim.threefry import threefry2x32
 from repro.validation import (
     check_int,
     check_nonnegative,
