@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the whole train state plus a small JSON record.
+"""Orbax checkpoints of the whole train state plus a small JSON record, verified on restore.
 
 A checkpoint holds everything needed to continue bit-for-bit: parameters, optimizer state
 (with the gradient-noise key and step count), model state, divergence flags, running epoch
@@ -6,23 +6,107 @@ sums and the global step (data order and dropout keys are functions of the step 
 Saving is asynchronous; Orbax commits a step by renaming its temporary directory, so a run
 killed during a save leaves the previous checkpoint intact and the torn one is cleaned up
 at the next start.
+
+Integrity. The JSON record of each checkpoint carries `state_sha256`, a SHA-256 over every
+leaf of the state as saved (its tree path, dtype, shape and bytes). It is committed in the
+same Orbax step as the arrays, so there is no moment at which a checkpoint exists without
+its checksum. `restore` reads the newest step, recomputes the digest of what it read and
+compares; a step that cannot be read or does not match (truncated, overwritten or missing
+files) is skipped with one logged line naming the step and why, and deleted (the run saves
+that step again when it gets there); the newest intact step is restored. If no step is
+intact, `RunDirError` (one line, exit 2).
+
+Failures to save (disk full, permissions) never end a run: each is logged as one line naming
+the checkpoint directory and the cause, the run goes on (a resume starts from the last step
+that was saved), and `save_report(step)` tells the summary whether the final step was saved.
+Orbax logs each failure of its background threads with a full traceback before raising it
+to the caller; those log records are dropped here, as the caller reports the failure.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from repro.engine.run_dir import RunDirError
 from repro.engine.train_state import TrainState, from_storable, to_storable
+
+log = logging.getLogger(__name__)
+DIGEST_KEY = "state_sha256"
+MAX_CAUSE_CHARS = 300
+TENSORSTORE_NOISE = (" [tensorstore_spec", ". See full TensorStore details")
+
+
+def state_digest(tree: Any) -> str:
+    """SHA-256 over the leaves of a (storable) pytree: tree path, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        array = np.ascontiguousarray(np.asarray(leaf))
+        header = f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|"
+        digest.update(header.encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def describe_cause(error: BaseException) -> str:
+    """One short line for an I/O failure: the OS error if there is one in the chain (also
+    tensorstore's `[os_error_code='28']`), else the first line of the message."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            where = f": {seen.filename}" if seen.filename else ""
+            return f"{os.strerror(seen.errno)} ({type(seen).__name__}{where})"
+        seen = seen.__cause__ or seen.__context__
+    message = str(error)
+    for noise in TENSORSTORE_NOISE:  # a JSON spec of the store, many lines long
+        message = message.split(noise, 1)[0]
+    lines = message.splitlines() or [type(error).__name__]
+    code = re.search(r"os_error_code='(\d+)'", message)
+    if code:
+        return f"{os.strerror(int(code.group(1)))} ({lines[0][: MAX_CAUSE_CHARS // 2]}...)"
+    first = lines[0]
+    return first if len(first) <= MAX_CAUSE_CHARS else f"{first[:MAX_CAUSE_CHARS]}..."
+
+
+def _reported_elsewhere(record: logging.LogRecord) -> bool:
+    """An Orbax error log with a traceback: Orbax also raises it to the caller."""
+    if record.levelno < logging.ERROR or record.exc_info is None:
+        return False
+    if "orbax" in record.pathname:
+        return True
+    tb = record.exc_info[2]
+    while tb is not None:
+        if "orbax" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _drop_reported(record: logging.LogRecord) -> bool:
+    return not _reported_elsewhere(record)
+
+
+def quiet_orbax_error_logs() -> None:
+    """Drop Orbax's traceback logs of failures it raises to the caller (idempotent)."""
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if _drop_reported not in logger.filters:
+            logger.addFilter(_drop_reported)
 
 
 class Checkpointer:
     """Save/restore `TrainState` under `<workdir>/checkpoints/<step>/`."""
 
     def __init__(self, directory: Path, max_to_keep: int = 2, async_save: bool = True) -> None:
+        quiet_orbax_error_logs()
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
@@ -33,28 +117,62 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
         )
+        self.failed: dict[int, str] = {}  # step -> cause, for saves that did not complete
+        self._in_flight: int | None = None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, state: TrainState, meta: dict[str, Any]) -> None:
-        """Start saving `state` at its global step (returns before the write finishes)."""
-        step = int(state.step)
-        if step in self.manager.all_steps():
-            return
-        self.manager.save(
+    def _failed(self, step: int | None, error: BaseException) -> None:
+        cause = describe_cause(error)
+        if step is not None:
+            self.failed[step] = cause
+        log.warning(
+            "checkpoint of step %s not saved in %s: %s (the run goes on; a resume starts from "
+            "the last saved step)",
             step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(to_storable(state)),
-                meta=ocp.args.JsonSave(meta),
-            ),
+            self.directory,
+            cause,
         )
 
-    def restore(self, template: TrainState) -> tuple[TrainState, dict[str, Any]]:
-        """The latest checkpoint, with shapes, dtypes and key types taken from `template`."""
-        step = self.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    def save(self, state: TrainState, meta: dict[str, Any]) -> None:
+        """Start saving `state` at its global step (returns before the write finishes, after
+        the previous save finished). A failure is logged and recorded, never raised."""
+        step = int(state.step)
+        self.wait()
+        if step in self.manager.all_steps():
+            return
+        storable = to_storable(state)
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(storable),
+                    meta=ocp.args.JsonSave({**meta, DIGEST_KEY: state_digest(storable)}),
+                ),
+            )
+        except Exception as error:  # disk full, permissions: the run's results are not at risk
+            self._failed(step, error)
+        else:
+            self._in_flight = step
+
+    def wait(self) -> None:
+        """Wait for the save in flight; a failure is logged and recorded, never raised."""
+        step, self._in_flight = self._in_flight, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:
+            self._failed(step, error)
+
+    def save_report(self, step: int) -> dict[str, Any]:
+        """`{"final_save": "ok" | "failed", "step": step[, "error": cause]}` for the summary."""
+        self.wait()
+        if step in self.failed or step not in self.manager.all_steps():
+            cause = self.failed.get(step, "no checkpoint of this step was written")
+            return {"final_save": "failed", "step": step, "error": cause}
+        return {"final_save": "ok", "step": step}
+
+    def _restore_step(self, step: int, template: TrainState) -> tuple[TrainState, dict[str, Any]]:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, to_storable(template))
         restored = self.manager.restore(
             step,
@@ -62,11 +180,61 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
             ),
         )
-        return from_storable(template, restored["state"]), dict(restored["meta"])
+        return restored["state"], dict(restored["meta"])
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
+    def _problem(self, step: int, template: TrainState) -> tuple[str | None, Any, dict]:
+        """(why step cannot be used or None, its storable state, its record)."""
+        try:
+            stored, meta = self._restore_step(step, template)
+        except Exception as error:  # any damage to any file of the step
+            return f"cannot be read ({describe_cause(error)})", None, {}
+        expected = meta.get(DIGEST_KEY)
+        if expected is None:
+            log.warning(
+                "checkpoint step %d in %s has no checksum (written before checksums were "
+                "stored): restored unverified",
+                step,
+                self.directory,
+            )
+        elif state_digest(stored) != expected:
+            return "its arrays do not match the stored checksum", None, {}
+        return None, stored, meta
+
+    def restore(self, template: TrainState) -> tuple[TrainState, dict[str, Any]]:
+        """The newest intact checkpoint, with shapes, dtypes and key types from `template`.
+
+        Damaged newer steps are skipped and deleted (one logged line each). Raises
+        `RunDirError` if no step is intact, FileNotFoundError if there is none.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        skipped: list[tuple[int, str]] = []
+        for step in steps:
+            problem, stored, meta = self._problem(step, template)
+            if problem is not None:
+                skipped.append((step, problem))
+                continue
+            for bad, why in skipped:
+                # Deleted so that the run saves this step again when it gets there.
+                self.manager.delete(bad)
+                log.warning(
+                    "checkpoint step %d in %s skipped and deleted: %s; restoring step %d",
+                    bad,
+                    self.directory,
+                    why,
+                    step,
+                )
+            return from_storable(template, stored), meta
+        reasons = "; ".join(f"step {step} {why}" for step, why in skipped)
+        raise RunDirError(
+            f"no intact checkpoint in {self.directory} ({reasons}); start over with "
+            "trainer.overwrite=true"
+        )
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        self.wait()
+        try:
+            self.manager.close()
+        except Exception as error:  # a failed save already reported by wait()
+            log.debug("closing %s: %s", self.directory, describe_cause(error))

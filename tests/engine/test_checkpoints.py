@@ -1,0 +1,153 @@
+"""Checkpoints verified on restore, and runs that survive failing saves
+(repro/engine/checkpointing.py; through the CLI: tests/test_run_dir.py)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repro.engine.checkpointing import (
+    DIGEST_KEY,
+    Checkpointer,
+    describe_cause,
+    state_digest,
+)
+from repro.engine.run_dir import RunDirError
+from repro.engine.train_state import ReplicaState, TrainState, to_storable
+
+# What Orbax raised at the final save of a real run on a full disk (tmpfs), shortened.
+TENSORSTORE_ENOSPC = (
+    'RESOURCE_EXHAUSTED: Error writing local file "/x/checkpoints/66.orbax-checkpoint-tmp/'
+    'state.orbax-checkpoint-tmp/_sharding": Failed writing: "/x/_sharding.__lock": Failed to '
+    "write 3565 bytes to file 13: No space left on device [os_error_code='28'] "
+    "[tensorstore_spec='{\"context\":{}}']"
+)
+
+
+def _state(step: int, seed: int) -> TrainState:
+    key = jax.random.key(seed)
+    replicas = ReplicaState(
+        params={"w": jax.random.normal(key, (2, 3000)), "b": jnp.arange(6.0).reshape(2, 3)},
+        model_state={},
+        opt_state=(jnp.full((2,), step, jnp.int32),),
+        key=jax.random.split(key, 2),
+        diverged=jnp.array([False, True]),
+        diverged_step=jnp.array([-1, step], jnp.int32),
+        sums={"loss": jnp.array([0.5, jnp.nan])},
+    )
+    return TrainState(step=jnp.int32(step), replicas=replicas)
+
+
+def _leaves(state: TrainState) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(to_storable(state))]
+
+
+def _assert_same(a: TrainState, b: TrainState) -> None:
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Callable[..., Checkpointer]:
+    """saved(*steps) -> a Checkpointer over tmp_path/ckpt holding _state(step, step)."""
+
+    def _saved(*steps: int) -> Checkpointer:
+        checkpointer = Checkpointer(tmp_path / "ckpt", max_to_keep=5)
+        for step in steps:
+            checkpointer.save(_state(step, step), {"step": step})
+        checkpointer.wait()
+        return checkpointer
+
+    return _saved
+
+
+def _overwrite_middle(step_dir: Path) -> None:
+    files = [p for p in (step_dir / "state").rglob("d/*") if p.is_file()]
+    target = max(files, key=lambda p: p.stat().st_size)
+    data = target.read_bytes()
+    size = min(5000, len(data) - 16)
+    start = (len(data) - size) // 2
+    noise = np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8).tobytes()
+    target.write_bytes(data[:start] + noise + data[start + size :])
+
+
+def test_the_digest_covers_every_bit_path_and_dtype() -> None:
+    state = to_storable(_state(3, 0))
+    base = state_digest(state)
+    assert state_digest(to_storable(_state(3, 0))) == base
+    w = np.asarray(state.replicas.params["w"]).copy()
+    w.view(np.uint32)[1, 17] ^= 1  # one bit of one float
+    params = {**state.replicas.params, "w": w}
+    flipped = state.replace(replicas=state.replicas.replace(params=params))
+    assert state_digest(flipped) != base
+    as_f64 = jax.tree.map(lambda x: np.asarray(x, np.float64), state.replicas.params)
+    assert state_digest(state.replace(replicas=state.replicas.replace(params=as_f64))) != base
+
+
+def test_restore_gives_the_newest_state_bit_for_bit_with_its_checksum(
+    saved: Callable[..., Checkpointer],
+) -> None:
+    checkpointer = saved(1, 2)
+    state, meta = checkpointer.restore(_state(0, 0))
+    _assert_same(state, _state(2, 2))
+    assert meta["step"] == 2 and meta[DIGEST_KEY] == state_digest(to_storable(_state(2, 2)))
+    checkpointer.close()
+
+
+def _wrong_checksum(step_dir: Path) -> None:
+    record = step_dir / "meta" / "metadata"
+    meta = json.loads(record.read_text())
+    meta[DIGEST_KEY] = state_digest(to_storable(_state(0, 0)))
+    record.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [(_overwrite_middle, "cannot be read ("), (_wrong_checksum, "its arrays do not match")],
+)
+def test_a_damaged_step_is_skipped_deleted_and_logged_once(
+    saved: Callable[..., Checkpointer],
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[Path], None],
+    why: str,
+) -> None:
+    checkpointer = saved(1, 2)
+    damage(checkpointer.directory / "2")
+    with caplog.at_level(logging.WARNING, logger="repro.engine.checkpointing"):
+        state, _ = checkpointer.restore(_state(0, 0))
+    _assert_same(state, _state(1, 1))
+    lines = [r.getMessage() for r in caplog.records if r.name == "repro.engine.checkpointing"]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"checkpoint step 2 in {checkpointer.directory} skipped and deleted: {why}"
+    )
+    assert lines[0].endswith("restoring step 1") and "TensorStore details" not in lines[0]
+    assert checkpointer.manager.all_steps() == [1]
+    checkpointer.close()
+
+
+def test_no_intact_step_is_one_run_dir_error(saved: Callable[..., Checkpointer]) -> None:
+    checkpointer = saved(1, 2)
+    for step in (1, 2):
+        _overwrite_middle(checkpointer.directory / str(step))
+    with pytest.raises(RunDirError, match=f"^no intact checkpoint in {checkpointer.directory} "):
+        checkpointer.restore(_state(0, 0))
+    checkpointer.close()
+
+
+def test_describe_cause_finds_the_os_error() -> None:
+    assert describe_cause(ValueError(TENSORSTORE_ENOSPC)).startswith(
+        'No space left on device (RESOURCE_EXHAUSTED: Error writing local file "/x/'
+    )
+    error = OSError(errno.ENOSPC, "No space left on device", "/x/meta")
+    try:
+        raise RuntimeError("save failed") from error
+    except RuntimeError as wrapped:
+        assert describe_cause(wrapped) == "No space left on device (OSError: /x/meta)"
