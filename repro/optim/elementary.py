@@ -15,7 +15,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["cos_poly", "log_positive", "sin_poly", "sqrt_nonnegative", "to_float"]
+__all__ = [
+    "cos_poly",
+    "log_positive",
+    "log_reduce",
+    "log_reduced",
+    "sin_poly",
+    "sqrt_nonnegative",
+    "to_float",
+]
 
 _F32 = jnp.float32
 
@@ -52,20 +60,37 @@ _LOG1P_COEFFS = (
 _SQRT_HALF_BITS = 0x3F3504F3  # float32 bits of sqrt(1/2)
 
 
-def log_positive(x: jax.Array) -> jax.Array:
-    """``ln x`` for normal, positive, finite float32 ``x`` (relative error < 3e-7).
+def log_reduce(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(k, f)`` with ``x = 2^k (1 + f)`` and ``1 + f`` in ``[sqrt(1/2), sqrt(2))``, exactly.
 
-    ``x = 2^k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` (integer range reduction, as in
-    musl's ``logf``) and ``ln x = k ln 2 + ln m``.
+    For normal, positive, finite float32 ``x``: integer range reduction as in musl's
+    ``logf`` (``k`` int32; ``f = m - 1`` is exact by Sterbenz's lemma).
     """
     shifted = lax.bitcast_convert_type(x, jnp.int32) - _SQRT_HALF_BITS
     exponent = shifted >> 23  # arithmetic shift: floor division by 2^23
     mantissa = lax.bitcast_convert_type((shifted & 0x007FFFFF) + _SQRT_HALF_BITS, _F32)
-    f = mantissa - _F32(1.0)
+    return exponent, mantissa - _F32(1.0)
+
+
+def log_reduced(exponent: jax.Array, f: jax.Array) -> jax.Array:
+    """``k ln 2 + ln(1 + f)`` for int32 ``k`` and ``f`` in ``[sqrt(1/2) - 1, sqrt(2) - 1]``.
+
+    ``ln(1 + f) = f P(f)`` (Chebyshev fit, relative error < 3e-7 for every such ``f``,
+    including ``|f|`` far below float32 epsilon, where a ``log`` of ``1 + f`` would round).
+    """
     poly = _F32(_LOG1P_COEFFS[-1])
     for coeff in reversed(_LOG1P_COEFFS[:-1]):
         poly = poly * f + _F32(coeff)
     return f * poly + to_float(exponent) * _F32(math.log(2.0))
+
+
+def log_positive(x: jax.Array) -> jax.Array:
+    """``ln x`` for normal, positive, finite float32 ``x`` (relative error < 3e-7).
+
+    ``x = 2^k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` (:func:`log_reduce`) and
+    ``ln x = k ln 2 + ln m`` (:func:`log_reduced`).
+    """
+    return log_reduced(*log_reduce(x))
 
 
 def sqrt_nonnegative(x: jax.Array) -> jax.Array:
