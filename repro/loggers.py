@@ -10,12 +10,18 @@ called (the engine calls it in a `finally`), so multirun jobs never log into eac
 from __future__ import annotations
 
 import hashlib
+import netrc
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from repro.errors import ConfigError
 
 LOGGER_NAMES = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
+WANDB_DEFAULT_HOST = "https://api.wandb.ai"
 
 
 class Logger(Protocol):
@@ -61,6 +67,42 @@ def flatten_record(record: Mapping[str, Any], max_replicas: int) -> dict[str, fl
     return flat
 
 
+def _netrc_has_host(path: Path, host: str) -> bool:
+    try:
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return path.is_file()  # unreadable or malformed: W&B itself reports on it
+
+
+def check_wandb_credentials(
+    spec: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> None:
+    """ConfigError when `logger=wandb logger.mode=online` finds no W&B credentials where W&B
+    looks for them ($WANDB_API_KEY, $WANDB_IDENTITY_TOKEN_FILE, the netrc file ($NETRC or
+    ~/.netrc) entry of $WANDB_BASE_URL's host): checked before anything connects, because
+    W&B would otherwise prompt for a key (or fail) in a job that may already have trained."""
+    if spec.get("name") != "wandb" or spec.get("mode", "offline") != "online":
+        return
+    env = os.environ if env is None else env
+    if env.get("WANDB_API_KEY") or env.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return
+    host = urlparse(env.get("WANDB_BASE_URL") or WANDB_DEFAULT_HOST).hostname or ""
+    home_dir = Path(home) if home is not None else Path.home()
+    if env.get("NETRC"):  # as for W&B: the variable, when set, is the only netrc file
+        candidates = [Path(env["NETRC"]).expanduser()]
+    else:
+        candidates = [home_dir / ".netrc", home_dir / "_netrc"]
+    if any(_netrc_has_host(path, host) for path in candidates):
+        return
+    raise ConfigError(
+        f"logger.mode=online found no W&B credentials (no $WANDB_API_KEY, no {host} entry in "
+        f"{candidates[0]}): run `wandb login` once, or log locally with logger.mode=offline "
+        "(upload later with `wandb sync`)"
+    )
+
+
 class WandbLogger:
     """Mirror of the run in Weights & Biases."""
 
@@ -76,6 +118,7 @@ class WandbLogger:
         mode = spec.get("mode", "offline")
         if mode not in WANDB_MODES:
             raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {mode!r}")
+        check_wandb_credentials(spec)
         self.max_replicas = int(spec.get("max_replicas_logged", 64))
         directory = Path(spec.get("dir") or workdir)
         directory.mkdir(parents=True, exist_ok=True)

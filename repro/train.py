@@ -20,6 +20,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from repro.cli_checks import checked_command_line
 from repro.run_metadata import repo_root
 
 CONFIG_DIR = repo_root() / "conf"
@@ -127,6 +128,7 @@ def train(cfg: DictConfig, workdir: str | Path | None = None) -> dict[str, Any]:
     return summary
 
 
+@checked_command_line(CONFIG_DIR, "config")  # the whole command line, before any job
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; bad input -> `error: <message>` on stderr and exit code 2."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import numpy as np
 
 from repro.data.dataset import ArrayDataset, RawArrays
 from repro.data.preprocess import preprocess
+from repro.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARRAY_KEYS: tuple[str, ...] = ("x_train", "y_train", "x_test", "y_test")
@@ -128,6 +131,39 @@ def load_arrays(
     return preprocess(raw, **options)
 
 
+_NPZ_READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the npz file `path`, read now; a file that is not a readable npz (random
+    bytes, truncated, overwritten bytes, pickled objects) raises ConfigError naming it."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except _NPZ_READ_ERRORS as error:
+        raise _unreadable_npz(path, error, None) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ConfigError(f"data file '{path}' is a single .npy array, not an .npz archive")
+    member = None
+    try:
+        with loaded as npz:
+            arrays = {}
+            for member in npz.files:
+                arrays[member] = npz[member]
+            return arrays
+    except _NPZ_READ_ERRORS as error:
+        raise _unreadable_npz(path, error, member) from None
+
+
+def _unreadable_npz(path: Path, error: Exception, member: str | None) -> ConfigError:
+    if isinstance(error, ValueError) and "allow_pickle" in str(error):
+        what = "not an .npz archive (neither a zip archive nor a .npy array)"
+    else:
+        inside = f" (array {member!r})" if member is not None else ""
+        what = f"truncated or corrupt{inside}: {type(error).__name__}: {error}"
+    message = f"data file '{path}' is {what}; restore it or download it again"
+    return ConfigError(" ".join(message.split()))
+
+
 def load_npz(
     path: str | os.PathLike[str] = "../shared/data/mnist.npz",
     *,
@@ -143,8 +179,7 @@ def load_npz(
     naming it. ``options`` go to ``preprocess``.
     """
     resolved = resolve_data_path(path)
-    with np.load(resolved) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    arrays = read_npz(resolved)
     return load_arrays(
         arrays,
         name=name,

@@ -1,6 +1,6 @@
 """Whole-config validation, run before any data loading or compilation.
 
-Every check raises ``ValueError`` with one line naming the full config key, the value and the
+Every check raises ``ConfigError`` with one line naming the full config key, the value and the
 allowed range, e.g. ``optimizer.learning_rate must be > 0, got -1.0``. Checks that need the
 data (batch size vs. training-set size) live in `validate_against_data`.
 """
@@ -16,6 +16,8 @@ from repro.engine.optimizers import NOISE_KINDS
 from repro.engine.replicas import plan_from_config
 from repro.engine.schedules import validate_schedule
 from repro.engine.tasks import TASKS
+from repro.errors import ConfigError
+from repro.loggers import check_wandb_credentials
 
 LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -26,6 +28,9 @@ PROGRESS = ("auto", "always", "never", True, False)
 _POSITIVE = ("learning_rate",)
 _NONNEGATIVE = ("eta", "gamma", "weight_decay", "eps", "eps_root", "alpha", "scale")
 _UNIT_INTERVAL_OPEN = ("momentum", "b1", "b2", "decay")
+# Arguments that fix shapes or switch code paths: never traced, so never a replica grid key.
+_POSITIVE_INT = ("ghost_size", "num_noisy", "batch_size")
+_SWITCHES = ("nesterov", "anneal", "centered", "grad_averaging", "decoupled_weight_decay")
 
 
 def _is_number(value: Any) -> bool:
@@ -44,10 +49,14 @@ def _require_number(key: str, value: Any) -> float:
 
 
 def check_hparam(key: str, value: Any) -> None:
-    """Range check of one optimizer/noise hyperparameter by its last name component."""
+    """Range (or type) check of one optimizer/noise hyperparameter by its last name component."""
     leaf = key.rsplit(".", 1)[-1]
     if value is None:
         return
+    if leaf in _POSITIVE_INT:
+        _require_int(key, value, 1)
+    if leaf in _SWITCHES and not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
     if leaf in _POSITIVE and _require_number(key, value) <= 0:
         raise ValueError(f"{key} must be > 0, got {value!r}")
     if leaf in _NONNEGATIVE and _require_number(key, value) < 0:
@@ -58,8 +67,36 @@ def check_hparam(key: str, value: Any) -> None:
         raise ValueError(f"{key} must be > 0 or null, got {value!r}")
 
 
+def check_grid_key_is_traceable(key: str, current: Any, values: Any) -> None:
+    """A replica grid value arrives as a traced float32: integers (shapes) and switches
+    (code paths) cannot be grid keys; they are swept with Hydra multirun, one program each."""
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in _SWITCHES or isinstance(current, bool):
+        what, shown = "a true/false switch", "true,false"
+    elif leaf in _POSITIVE_INT:
+        what = "an integer setting (it fixes shapes)"
+        shown = ",".join(str(int(v)) if _is_number(v) else str(v) for v in values)
+    elif isinstance(current, str):
+        what, shown = "a string setting", ",".join(str(v) for v in values)
+    else:
+        return
+    raise ConfigError(
+        f"replicas.grid.key={key!r} is {what}, which the replicas of one compiled program "
+        f"cannot vary; sweep it with Hydra multirun instead (-m {key}={shown})"
+    )
+
+
 def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Raise ValueError naming the first invalid key of the plain (resolved) config."""
+    """Raise ConfigError naming the first invalid key of the plain (resolved) config."""
+    try:
+        _validate_config(cfg)
+    except ConfigError:
+        raise
+    except ValueError as error:  # the one-line ValueErrors of the shared checks
+        raise ConfigError(str(error)) from None
+
+
+def _validate_config(cfg: Mapping[str, Any]) -> None:
     if not isinstance(cfg.get("name"), str) or not cfg["name"]:
         raise ValueError(f"name must be a non-empty string, got {cfg.get('name')!r}")
     _require_int("seed", cfg.get("seed"), 0)
@@ -100,7 +137,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     plan = plan_from_config(cfg)
     if plan.grid_key is not None:
         try:
-            get_dotted(cfg, plan.grid_key)
+            current = get_dotted(cfg, plan.grid_key)
         except KeyError:
             group = plan.grid_key.split(".", 1)[0]
             keys = sorted(k for k in (cfg.get(group) or {}) if not k.startswith("_"))
@@ -108,6 +145,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
                 f"replicas.grid.key={plan.grid_key!r} names no key of the config "
                 f"({group} has: {', '.join(keys)})"
             ) from None
+        check_grid_key_is_traceable(plan.grid_key, current, replicas["grid"]["values"])
         for value in plan.grid_values:
             check_hparam(plan.grid_key, value)
 
@@ -153,6 +191,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"logger.name must be one of {LOGGERS}, got {logger.get('name')!r}")
     if logger.get("name") == "wandb" and logger.get("mode", "offline") not in WANDB_MODES:
         raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {logger.get('mode')!r}")
+    check_wandb_credentials(logger)
 
     objective = cfg.get("objective") or {}
     if objective.get("reduce", "mean") not in OBJECTIVE_REDUCE:
