@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import importlib
 
-from repro.figures.core import PaperSpec
+from repro.errors import ConfigError
+from repro.figures.spec import PaperSpec
 
 # One line per paper. Modules import lazily so one broken paper cannot break the others.
 PAPERS: dict[str, str] = {
     "demo": "repro.figures.demo",
     "neelakantan2015": "repro.figures.neelakantan2015",
+    "neelakantan2015_budget": "repro.figures.neelakantan2015_budget",
 }
 
 
 def get_paper(name: str) -> PaperSpec:
-    """The PaperSpec registered as ``name``; ValueError lists the registered names."""
+    """The PaperSpec registered as ``name``; ConfigError lists the registered names."""
     if name not in PAPERS:
-        raise ValueError(f"paper must be one of {sorted(PAPERS)}, got {name!r}")
+        raise ConfigError(f"paper must be one of {sorted(PAPERS)}, got {name!r}")
     spec = importlib.import_module(PAPERS[name]).PAPER
     if spec.name != name:
         raise ValueError(f"module {PAPERS[name]} defines paper {spec.name!r}, expected {name!r}")

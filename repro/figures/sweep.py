@@ -19,8 +19,9 @@ import sys
 from collections.abc import Sequence
 
 from repro.figures.cli import main as figures_main
-from repro.figures.core import PaperSpec
 from repro.figures.registry import get_paper
+from repro.figures.spec import PaperSpec
+from repro.run_identity import result_overrides
 
 
 def train_command(
@@ -69,6 +70,9 @@ def run_paper(paper: str, argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     figures_argv = [paper] + (["--out-dir", args.out_dir] if args.out_dir else [])
+    # The figures match runs to cells by config: tell them the overrides the sweep ran with.
+    if result_overrides(overrides):
+        figures_argv += ["--overrides", *result_overrides(overrides)]
     print("$ " + shlex.join(command))
     print("$ " + shlex.join(["python", "-m", "repro.figures", *figures_argv]))
     if args.dry_run:

@@ -1,14 +1,18 @@
 """Fetch runs from Weights & Biases into local job dirs, so the offline path reads them.
 
-Optional and needs the network (``wandb.Api()``); the tests use a fake API object. For each
-W&B run a dir ``<dest>/<run id>/`` is written in the engine's run-dir layout:
+Two sources: a project on the W&B server (``wandb.Api()``, needs the network), or offline run
+dirs (``wandb/offline-run-*``, written with ``WANDB_MODE=offline`` or ``logger.mode=offline``)
+read from their ``.wandb`` transaction log without wandb's service (:class:`OfflineRun`). For
+each W&B run a dir ``<dest>/<run id>/`` is written in the engine's run-dir layout:
 
 1. files saved with the run (``summary.json``, ``metrics.jsonl``, ``.hydra/overrides.yaml``,
    ``config_resolved.yaml``) are downloaded as they are;
 2. otherwise they are rebuilt from what ``repro.loggers.WandbLogger`` logs: the resolved
    config (``name``, ``seed``, ``replicas``, ``trainer.epochs``) and one history row per
    evaluated epoch with per-replica values ``<metric>/r<i>``. Replica ``i`` gets the engine's
-   layout (grid-major): grid value ``grid.values[i // seeds]``, seed ``seed + i % seeds``.
+   layout (grid-major): grid value ``grid.values[i // seeds]``, seed ``seed + i % seeds``;
+   the best epoch is that of the config's objective, else the task's default objective
+   (``repro.engine.tasks``: test_loss for ``task=mse``, the corpus token error rate for ctc).
 
 summary.json is only written for a run whose W&B state is "finished"; any other run stays an
 unfinished job dir. Runs logged with more replicas than ``max_replicas_logged`` have no
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,17 @@ def _get(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
     if isinstance(node, dict) and set(node) == {"value"}:
         node = node["value"]
     return node
+
+
+def _objective(config: dict[str, Any]) -> tuple[str, str]:
+    """The run's objective metric and mode: the config's, else its task's default (the
+    engine's rule: ``objective.metric: null`` means the task's default objective)."""
+    from repro.engine.tasks import get_task
+
+    task = get_task(str(_get(config, "task") or "classification"))
+    metric = _get(config, "objective.metric") or task.default_objective
+    mode = _get(config, "objective.mode") or task.default_mode
+    return str(metric), str(mode)
 
 
 def history_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,8 +100,7 @@ def summary_from_history(
     seeds = int(_get(config, "replicas.seeds", 1) or 1)
     grid_key = _get(config, "replicas.grid.key")
     grid_values = list(_get(config, "replicas.grid.values", []) or [])
-    objective = _get(config, "objective.metric") or "test_accuracy"
-    mode = _get(config, "objective.mode") or "max"
+    objective, mode = _objective(config)
     replicas = []
     for i in range(num_replicas):
         series = [
@@ -158,4 +174,112 @@ def fetch_wandb_runs(project: str, dest: Path, api: Any = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for run in api.runs(project):
         materialize_run(run, dest)
+    return dest
+
+
+# ----------------------------------------------------------------------------- offline runs
+
+_LOG_HEADER = 7  # b":W&B" + magic 0xBEE1 + version: the .wandb file's first bytes
+_BLOCK = 32768  # the transaction log is LevelDB's log format: 32 KiB blocks of records
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _log_records(path: Path) -> list[bytes]:
+    """The payloads of a LevelDB-format log (a record may span blocks: FIRST, MIDDLE, LAST)."""
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B transaction log")
+    records, pending, position = [], b"", _LOG_HEADER
+    while position + 7 <= len(data):
+        left = _BLOCK - position % _BLOCK
+        if left < 7:  # block trailer: zero padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if kind == 0:  # preallocated zeros: the end of what was written
+            break
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (_FULL, _LAST):
+            records.append(pending)
+            pending = b""
+    return records
+
+
+def _item_key(item: Any) -> str:
+    return "/".join(item.nested_key) if item.nested_key else item.key
+
+
+class _LocalFile:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def download(self, root: str, replace: bool) -> None:
+        if not self.source.is_file():
+            raise FileNotFoundError(self.source)
+        target = Path(root) / self.source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.source, target)
+
+
+class OfflineRun:
+    """An offline W&B run dir, read like a ``wandb.Api()`` run (id, state, config, summary,
+    history, files) from its ``run-<id>.wandb`` log; no network, no wandb service."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from wandb.proto import wandb_internal_pb2
+
+        self.run_dir = Path(run_dir)
+        [log] = sorted(self.run_dir.glob("run-*.wandb"))
+        self.id = log.stem.removeprefix("run-")
+        self.path = f"offline:{self.run_dir}"
+        self.config: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}
+        self.heartbeat_at = None
+        self.state = "running"
+        self._history: list[dict[str, Any]] = []
+        for payload in _log_records(log):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            self._read(record, record.WhichOneof("record_type"))
+
+    def _read(self, record: Any, kind: str | None) -> None:
+        if kind in ("run", "config"):
+            updates = record.run.config.update if kind == "run" else record.config.update
+            for item in updates:
+                if _item_key(item) != "_wandb":
+                    self.config[_item_key(item)] = json.loads(item.value_json)
+        elif kind == "history":
+            self._history.append(
+                {_item_key(i): json.loads(i.value_json) for i in record.history.item}
+            )
+        elif kind == "summary":
+            for item in record.summary.update:
+                self.summary[_item_key(item)] = json.loads(item.value_json)
+        elif kind == "exit":
+            self.state = "finished" if record.exit.exit_code == 0 else "failed"
+
+    def file(self, name: str) -> _LocalFile:
+        return _LocalFile(self.run_dir / "files" / name)
+
+    def scan_history(self) -> Any:
+        return iter(self._history)
+
+
+def offline_run_dirs(paths: Any) -> list[Path]:
+    """Every ``offline-run-*`` dir at or below ``paths`` (sorted)."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        root = Path(raw)
+        candidates = [root] if root.name.startswith("offline-run-") else []
+        candidates += sorted(root.rglob("offline-run-*"))
+        found.update(dict.fromkeys(p for p in candidates if any(p.glob("run-*.wandb"))))
+    return sorted(found)
+
+
+def read_wandb_offline(paths: Any, dest: Path) -> Path:
+    """Materialise every offline run dir under ``paths`` as a job dir under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for run_dir in offline_run_dirs(paths):
+        materialize_run(OfflineRun(run_dir), dest)
     return dest

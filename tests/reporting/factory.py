@@ -3,6 +3,9 @@
 A finished job dir holds ``.hydra/{config,overrides}.yaml``, ``config_resolved.yaml``,
 ``metrics.jsonl`` (one line per epoch, per-replica lists) and ``summary.json``; an unfinished
 one lacks ``summary.json``. Accuracies are fractions in the files, as the engine writes them.
+``config_resolved.yaml`` is the config ``python -m repro.train experiment=<name> <overrides>``
+would resolve (Hydra's compose API on conf/), so the figures match the job to its cell by
+identity exactly as they match a real run; a name that is no experiment gets a stub config.
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ from typing import Any
 
 import yaml
 
+from repro.figures.identity import composed_config
+
 LR = "optimizer.learning_rate"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+
+
+def resolved_config(name: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """What the engine writes to config_resolved.yaml for ``experiment=name overrides``."""
+    if not (EXPERIMENTS / f"{name}.yaml").is_file():
+        return {"name": name, "seed": 0, "optimizer": {"learning_rate": 0.1}}
+    options = [f"experiment={name}", *(o for o in overrides if not o.startswith("experiment="))]
+    return composed_config(options)
 
 
 def replica(
@@ -53,13 +67,17 @@ def make_job(
     wall_time_s: float = 12.5,
     end_time: str = "2025-01-01T00:00:00+00:00",
     git_commit: str = "abc1234",
+    config: dict[str, Any] | None = None,
 ) -> Path:
-    """Write one job dir. Accuracy curves rise linearly to each replica's final accuracy."""
+    """Write one job dir. Accuracy curves rise linearly to each replica's final accuracy.
+
+    ``config`` replaces the resolved config (default: composed from the name and overrides).
+    """
     job_dir.mkdir(parents=True, exist_ok=True)
     (job_dir / ".hydra").mkdir(exist_ok=True)
     overrides = list(overrides)
     (job_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    config = {"name": name, "seed": 0, "optimizer": {"learning_rate": 0.1}}
+    config = resolved_config(name, overrides) if config is None else config
     (job_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (job_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config))
     (job_dir / "checkpoints").mkdir(exist_ok=True)
@@ -176,6 +194,5 @@ class RunFactory:
 
     def cell(self, cell_name: str, accuracies_percent: Sequence[float], **kwargs: Any) -> Path:
         """A Neelakantan-style cell: seeds x lrs {0.1, 0.01}, accuracies in percent."""
-        return self.job(
-            cell_name, grid(accuracies_percent), overrides=[f"experiment={cell_name}"], **kwargs
-        )
+        overrides = [f"experiment={cell_name}", *kwargs.pop("overrides", ())]
+        return self.job(cell_name, grid(accuracies_percent), overrides=overrides, **kwargs)
