@@ -18,9 +18,11 @@ serial baseline that scripts/benchmark_streaming.py measures the overlap against
 With data parallelism (`trainer.data_devices`, sharding.py) the thread puts each piece with
 its example axis sharded over the "data" devices, and each step's row is constrained alike.
 
-Evaluation of a streamed test set: the same masked sums as evaluation.py over host batches
-padded to B and stacked `rows` at a time (padding rows and examples carry mask 0), vmapped
-over replicas, sums carried from call to call; metric = sums / number of real examples.
+Evaluation of a streamed test set: the program of evaluation.py over host batches padded to
+B and stacked `rows` at a time (padding examples carry mask 0; padding rows are skipped, the
+loop's bound is the number of real batches), vmapped over replicas, sums carried from call to
+call; metric = sums / number of real examples on the host -- bit-identical to the resident
+evaluation of the same batches (evaluation.py says why).
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from repro.data.streaming import Batch, BatchStream
 from repro.engine.epoch import chunk_stops, make_step_all
-from repro.engine.evaluation import EvalSumsFn, metric_names
+from repro.engine.evaluation import EvalSumsFn, metric_means, zero_sums
 from repro.engine.steps import ReplicaModel
 from repro.engine.train_state import ReplicaState, TrainState
 
@@ -270,11 +271,10 @@ class StreamEvaluator:
         put: Put,
         prefetch: int = 2,
     ) -> None:
-        self.names = metric_names(program)
-        self.sums_fn, self.stream, self.rows = sums_fn, stream, rows
+        self.program, self.sums_fn, self.stream, self.rows = program, sums_fn, stream, rows
         self.put, self.prefetch = put, prefetch
 
-    def _pieces(self) -> Iterator[tuple[Any, int]]:
+    def _pieces(self) -> Iterator[tuple[Any, int, int]]:
         pending: list[Batch] = []
         for batch in self.stream.epoch_batches(0):
             pending.append(batch)
@@ -284,20 +284,20 @@ class StreamEvaluator:
         if pending:
             yield self._stacked(pending)
 
-    def _stacked(self, batches: list[Batch]) -> tuple[Any, int]:
+    def _stacked(self, batches: list[Batch]) -> tuple[Any, int, int]:
+        """(stacked batches on the device, number of batches, number of real examples)."""
         count = sum(len(b["x"]) for b in batches)
         data = stack_batches(batches, self.rows, self.stream.batch_size, mask=True)
-        return self.put(data), count
+        return self.put(data), len(batches), count
 
-    def __call__(self, replicas: ReplicaState) -> dict[str, jax.Array]:
-        num_replicas = replicas.diverged.shape[0]
-        sums = {k: jnp.zeros((num_replicas,), jnp.float32) for k in self.names}
+    def __call__(self, replicas: ReplicaState) -> dict[str, np.ndarray]:
+        sums = zero_sums(self.program, replicas)
         count = 0
         with Prefetcher(self._pieces(), self.prefetch) as pieces:
-            for data, n in pieces:
-                sums = self.sums_fn(replicas, data, sums)
+            for data, num_batches, n in pieces:
+                sums = self.sums_fn(replicas, data, num_batches, sums)
                 count += n
-        return {k: v / np.float32(count) for k, v in sums.items()}
+        return metric_means(sums, count)
 
 
 def stream_sample(stream: BatchStream, num_examples: int) -> Batch:

@@ -97,8 +97,8 @@ def test_tfds_stream_trains_evaluates_and_resumes(tiny_tfds_mnist, tmp_path: Pat
 
 def test_streamed_test_split_metrics_equal_the_resident_evaluation(tiny_tfds_mnist) -> None:
     """The engine's streamed evaluation (masked sums over padded host batches) against the
-    resident padded pass over the same 100 images, same parameters: equal to float32
-    rounding of the batch sums (rtol 1e-6; the batches are summed in the same order)."""
+    resident padded pass over the same 100 images, same parameters: bit-identical (same
+    per-batch program, sums in the same order, one host division; evaluation.py)."""
     stream = TFDSStream("mnist", tiny_tfds_mnist, batch_size=32, test_split="test")
     test = stream.test_source(64)
     assert (test.steps_per_epoch, test.num_examples) == (2, 100)
@@ -115,4 +115,4 @@ def test_streamed_test_split_metrics_equal_the_resident_evaluation(tiny_tfds_mni
     arrays = load_tfds("mnist", tiny_tfds_mnist, order="source").test_arrays()
     resident = make_eval_fn(program)(state.replicas, pad_to_batches(arrays, 64))
     for name in ("loss", "accuracy"):
-        np.testing.assert_allclose(streamed[name], resident[name], rtol=1e-6)
+        np.testing.assert_array_equal(streamed[name], resident[name])
