@@ -43,13 +43,30 @@ def _subset(data: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
     return {k: v[:n] for k, v in data.items()}
 
 
+def _padded_chunks(
+    data: Mapping[str, jax.Array], n: int, chunk: int
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    """The first n examples of `data` as [n_chunks, chunk, ...] and their weights (1 = real,
+    0 = padding); the last chunk is padded with copies of the first examples, so that every
+    padding example is one the model can evaluate (finite loss and gradient)."""
+    num_chunks = -(-n // chunk)
+    pad = num_chunks * chunk - n  # < chunk <= n
+    chunks = {
+        k: jnp.concatenate([v[:n], v[:pad]]).reshape(num_chunks, chunk, *v.shape[1:])
+        for k, v in data.items()
+    }
+    weights = (jnp.arange(num_chunks * chunk) < n).astype(jnp.float32)
+    return chunks, weights.reshape(num_chunks, chunk)
+
+
 class GradientNoiseStrength:
     """SGD noise strength N = mean_i |grad l_i|^2 - |grad L|^2 on the first n train examples.
 
-    L = mean_i l_i over the same examples (also returned, as ``loss``), the quantity Mori et
-    al. (2022) find proportional to N late in training. Per-example gradients are summed in
-    chunks of `chunk` examples and replicas are processed one after another (`lax.map`), so
-    memory stays at chunk x parameters.
+    n = min(num_examples, the train examples the hook is given); L = mean_i l_i over the same
+    examples (also returned, as ``loss``), the quantity Mori et al. (2022) find proportional
+    to N late in training. Per-example gradients are summed in chunks of `chunk` examples
+    (the last chunk padded with zero-weight examples) and replicas are processed one after
+    another (`lax.map`), so memory stays at chunk x parameters.
     """
 
     def __init__(self, num_examples: int = 256, chunk: int = 32, every_epochs: int = 1) -> None:
@@ -59,12 +76,12 @@ class GradientNoiseStrength:
                 f"got {num_examples}, {chunk}, {every_epochs}"
             )
         self.num_examples = int(num_examples)
-        self.chunk = int(min(chunk, num_examples))
+        self.chunk = int(chunk)
         self.every_epochs = int(every_epochs)
         self._fn: Any = None
 
     def _build(self, program: ReplicaModel) -> Any:
-        def per_replica(params: Any, model_state: Any, data: Mapping[str, jax.Array]) -> Any:
+        def per_replica(params: Any, model_state: Any, data: Any, weights: jax.Array) -> Any:
             def example_loss(p: Any, example: Mapping[str, jax.Array]) -> jax.Array:
                 batch = {k: v[None] for k, v in example.items()}
                 out, _ = program.apply(p, model_state, batch, train=False)
@@ -72,24 +89,28 @@ class GradientNoiseStrength:
 
             grad_fn = jax.vmap(jax.value_and_grad(example_loss), in_axes=(None, 0))
 
-            def body(carry: Any, chunk: Mapping[str, jax.Array]) -> Any:
+            def body(carry: Any, chunk: Any) -> Any:
                 sq, total, loss = carry
-                losses, grads = grad_fn(params, chunk)
-                sq = sq + sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))
-                total = jax.tree.map(lambda t, g: t + g.sum(0), total, grads)
-                return (sq, total, loss + losses.sum()), None
+                examples, w = chunk
+                losses, grads = grad_fn(params, examples)
+                # w_i in {0, 1}: w_i |g_i|^2 and w_i g_i drop the padding examples
+                sq = sq + sum(
+                    jnp.sum(w * jnp.sum(g.astype(jnp.float32) ** 2, axis=tuple(range(1, g.ndim))))
+                    for g in jax.tree.leaves(grads)
+                )
+                total = jax.tree.map(lambda t, g: t + jnp.tensordot(w, g, axes=1), total, grads)
+                return (sq, total, loss + jnp.sum(w * losses)), None
 
             zeros = jax.tree.map(jnp.zeros_like, params)
             init = (jnp.zeros(()), zeros, jnp.zeros(()))
-            (sq, total, loss), _ = jax.lax.scan(body, init, data)
-            n = self.num_examples
-            mean_sq = sq / n
+            (sq, total, loss), _ = jax.lax.scan(body, init, (data, weights))
+            n = jnp.sum(weights)
             grad_sq = sum(jnp.sum((t / n) ** 2) for t in jax.tree.leaves(total))
-            return {"noise_strength": mean_sq - grad_sq, "loss": loss / n}
+            return {"noise_strength": sq / n - grad_sq, "loss": loss / n}
 
-        def run(replicas: ReplicaState, data: Mapping[str, jax.Array]) -> Any:
+        def run(replicas: ReplicaState, data: Any, weights: jax.Array) -> Any:
             return jax.lax.map(
-                lambda pm: per_replica(pm[0], pm[1], data),
+                lambda pm: per_replica(pm[0], pm[1], data, weights),
                 (replicas.params, replicas.model_state),
             )
 
@@ -99,20 +120,32 @@ class GradientNoiseStrength:
         if self._fn is None:
             self._fn = self._build(ctx.program)
         n = min(self.num_examples, int(ctx.train_data["x"].shape[0]))
-        n -= n % self.chunk
-        self.num_examples = n
-        data = {
-            k: v.reshape(n // self.chunk, self.chunk, *v.shape[1:])
-            for k, v in _subset(ctx.train_data, n).items()
-        }
-        return self._fn(ctx.replicas, data)
+        data, weights = _padded_chunks(ctx.train_data, n, min(self.chunk, n))
+        return self._fn(ctx.replicas, data, weights)
+
+
+def _power_iteration(matvec: Any, start: Any, iterations: int) -> jax.Array:
+    """Rayleigh quotient v^T A v after `iterations` steps v <- A v / |A v| from `start`: the
+    eigenvalue of A largest in magnitude, up to a relative error ~ |lambda_2 / lambda_1|^(2k)."""
+
+    def normalize(t: Any) -> Any:
+        norm = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(t)))
+        return jax.tree.map(lambda x: x / (norm + 1e-30), t)
+
+    v = jax.lax.fori_loop(0, iterations, lambda _, u: normalize(matvec(u)), normalize(start))
+    av = matvec(v)
+    return sum(jnp.sum(a * b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(av), strict=True))
 
 
 class HessianTopEigenvalue:
-    """Largest Hessian eigenvalue of L = mean_i l_i (first n train examples), per replica.
+    """Largest (algebraic) Hessian eigenvalue lambda_max of L = mean_i l_i on the first n
+    train examples, per replica (the sharpness; negative only if H is negative definite).
 
     Power iteration on Hessian-vector products (forward-over-reverse), `iterations` steps from
-    a random start drawn from the hook's key; returns the Rayleigh quotient v^T H v.
+    a random start drawn from the hook's key, finds the eigenvalue largest in magnitude,
+    lambda_dom. If lambda_dom < 0 (a direction of negative curvature dominates, as near a
+    saddle), a second power iteration on H - lambda_dom I, whose eigenvalues are >= 0, finds
+    lambda_max - lambda_dom. Each converges like |lambda_2 / lambda_1|^(2 iterations).
     """
 
     def __init__(self, num_examples: int = 512, iterations: int = 20, every_epochs: int = 1):
@@ -137,19 +170,19 @@ class HessianTopEigenvalue:
 
             leaves, treedef = jax.tree.flatten(params)
             keys = jax.random.split(key, len(leaves))
-            v = treedef.unflatten(
+            start = treedef.unflatten(
                 [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
             )
+            dominant = _power_iteration(hvp, start, self.iterations)
 
-            def normalize(t: Any) -> Any:
-                norm = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(t)))
-                return jax.tree.map(lambda x: x / (norm + 1e-30), t)
+            def shifted() -> jax.Array:
+                def matvec(v: Any) -> Any:
+                    return jax.tree.map(lambda hv, x: hv - dominant * x, hvp(v), v)
 
-            v = jax.lax.fori_loop(0, self.iterations, lambda _, u: normalize(hvp(u)), normalize(v))
-            hv = hvp(v)
-            return sum(
-                jnp.sum(a * b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(hv), strict=True)
-            )
+                return dominant + _power_iteration(matvec, start, self.iterations)
+
+            # lax.map runs replicas one by one, so this is a real branch, not both sides
+            return jax.lax.cond(dominant >= 0, lambda: dominant, shifted)
 
         def run(replicas: ReplicaState, data: Any, key: jax.Array) -> Any:
             return {

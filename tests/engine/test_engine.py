@@ -189,10 +189,8 @@ def test_regression_task_and_diagnostics_hooks(compose_cfg, read_metrics, tmp_pa
     assert summary["objective_metric"] == "test_loss"
     record = read_metrics(tmp_path)[-1]
     assert "test_accuracy" not in record
-    assert len(record["noise/noise_strength"]) == 2
-    assert all(v >= 0 for v in record["noise/noise_strength"])
-    # Linear regression with x ~ N(0, 1): the Hessian of 0.5 (w x - y)^2 is mean(x^2) ~ 1.
-    np.testing.assert_allclose(record["hessian/top_eigenvalue"], 1.0, atol=0.3)
+    # The hooks' values against closed forms: tests/engine/test_hooks.py.
+    assert len(record["noise/noise_strength"]) == len(record["hessian/top_eigenvalue"]) == 2
 
 
 def test_finished_run_is_skipped_and_other_config_refused(compose_cfg, tmp_path: Path) -> None:
