@@ -13,10 +13,12 @@ so an interrupted sweep resumes by running the script again.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from repro.figures.cli import main as figures_main
 from repro.figures.registry import get_paper
@@ -61,7 +63,11 @@ def run_paper(paper: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cells", help="comma-separated cell keys to run (default: all)")
     parser.add_argument("--skip-train", action="store_true", help="only regenerate figures")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    parser.add_argument("--out-dir", help="figures output dir (default paper_figures/<paper>)")
+    parser.add_argument(
+        "--out-dir",
+        help="figures output dir (default paper_figures/<paper>; with overrides that change "
+        "results: $REPRO_OUTPUT_ROOT/figures/<paper>)",
+    )
     args, overrides = parser.parse_known_args(argv)
     try:
         cells = [key for key in (args.cells or "").split(",") if key]
@@ -69,10 +75,16 @@ def run_paper(paper: str, argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    figures_argv = [paper] + (["--out-dir", args.out_dir] if args.out_dir else [])
-    # The figures match runs to cells by config: tell them the overrides the sweep ran with.
-    if result_overrides(overrides):
-        figures_argv += ["--overrides", *result_overrides(overrides)]
+    figures_argv = [paper, "--out-dir", args.out_dir] if args.out_dir else [paper]
+    changed = result_overrides(overrides)
+    if changed:
+        # Runs of another config than the paper's (a smoke run): their figures go to a scratch
+        # dir unless --out-dir says otherwise, never over the committed paper_figures/<paper>.
+        if not args.out_dir:
+            root = Path(os.environ.get("REPRO_OUTPUT_ROOT", "outputs"))
+            figures_argv += ["--out-dir", str(root / "figures" / paper)]
+        # The figures match runs to cells by config: tell them the overrides the sweep ran with.
+        figures_argv += ["--overrides", *changed]
     print("$ " + shlex.join(command))
     print("$ " + shlex.join(["python", "-m", "repro.figures", *figures_argv]))
     if args.dry_run:

@@ -362,5 +362,10 @@ def test_paper_script_dry_run_prints_the_hydra_multirun(
         f"-m repro.train -m experiment={P}zero_clip10,{P}zero_clip10_noise "
         "sweep_name=neelakantan2015 trainer.epochs=1" in stdout
     )
-    assert "$ python -m repro.figures neelakantan2015" in stdout
+    # A smoke run's figures go to a scratch dir, told the overrides the runs were made with.
+    output_root = os.environ.get("REPRO_OUTPUT_ROOT", "outputs")
+    assert (
+        f"$ python -m repro.figures neelakantan2015 --out-dir {output_root}/figures/"
+        "neelakantan2015 --overrides trainer.epochs=1" in stdout
+    )
     assert not (tmp_path / "paper_figures").exists()  # dry run: nothing written
