@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from repro.data import (
     make_teacher_data,
     preprocess,
 )
+from repro.errors import ConfigError
 
 # ---------------------------------------------------------------------------- real MNIST npz
 
@@ -105,6 +108,48 @@ def test_missing_npz_names_the_path(tmp_path):
     missing = tmp_path / "nowhere" / "mnist.npz"
     with pytest.raises(FileNotFoundError, match=str(missing)):
         load_npz(missing)
+
+
+def _damage(path, how):
+    """`path`, a valid npz, made unreadable in one of the ways files get damaged."""
+    data = bytearray(path.read_bytes())
+    if how == "random bytes":
+        return bytes(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8))
+    if how == "truncated":
+        return bytes(data[: len(data) // 2])
+    if how == "empty":  # e.g. a download that wrote nothing
+        return b""
+    with zipfile.ZipFile(path) as archive:  # "overwritten": zeros inside x_train's pixels
+        start = archive.getinfo("x_train.npy").header_offset + 200
+    data[start : start + 500] = bytes(500)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("random bytes", "is not an .npz archive (neither a zip archive nor a .npy array)"),
+        ("truncated", "is truncated or corrupt: BadZipFile"),
+        ("empty", "is truncated or corrupt: EOFError"),
+        ("overwritten", "is truncated or corrupt (array 'x_train'): BadZipFile: Bad CRC-32"),
+    ],
+)
+def test_damaged_npz_raises_one_line_naming_the_file(tmp_path, how, message):
+    path = tmp_path / "damaged.npz"
+    np.savez(path, **_tiny_arrays())
+    path.write_bytes(_damage(path, how))
+    with pytest.raises(ConfigError) as info:
+        load_npz(path)
+    text = str(info.value)
+    assert text.startswith(f"data file '{path}' {message}"), text
+    assert "\n" not in text and "allow_pickle" not in text
+
+
+def test_npz_holding_one_array_is_refused(tmp_path):
+    path = tmp_path / "one.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ConfigError, match=r"one\.npy' is a single \.npy array, not an \.npz"):
+        load_npz(path)
 
 
 def test_npz_is_checked(tmp_path):
