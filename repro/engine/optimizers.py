@@ -5,6 +5,10 @@ clipping, before the optimizer):
 
     optax.chain(clip_by_global_norm(c), noise_transform, optimizer(schedule(lr)))
 
+Every noise source has its own stream: the noise transform draws from the replica's
+gradient-noise key, and an optimizer that draws noise too (it takes a ``key``) from
+``fold_in(key, OPTIMIZER_NOISE_STREAM)``, or from the key itself when it is the only source.
+
 It is built *inside* the vmapped replica function from plain config dicts, so a grid value
 (``optimizer.learning_rate``, ``noise.eta``, ``trainer.clip_norm``, any numeric optimizer or
 noise argument) arrives as a traced scalar. Noise of kind ``example_weights`` instead draws
@@ -26,6 +30,10 @@ from repro.engine.instantiate import accepts_argument, call_target, set_dotted, 
 from repro.engine.schedules import build_schedule
 
 NOISE_KINDS = ("none", "gradient", "example_weights")
+# Stream of an optimizer's own noise (e.g. repro.optim.noisy_sgd) when a `noise` transform of
+# kind `gradient` draws too: fold_in(replica noise key, OPTIMIZER_NOISE_STREAM). A single source
+# keeps the replica's noise key itself, so one-source runs draw what they always drew.
+OPTIMIZER_NOISE_STREAM = 1
 # Keys of the noise node that the engine reads and never passes to the target.
 NOISE_ENGINE_KEYS = ("kind",)
 OPTIMIZER_ENGINE_KEYS = ("schedule", "learning_rate")
@@ -72,7 +80,9 @@ class UpdateRule:
             opt.get("schedule"), opt["learning_rate"], self.total_steps, self.steps_per_epoch
         )
         optimizer_fn = target_of(opt)
-        extra = {"key": noise_key} if accepts_argument(optimizer_fn, "key") else {}
+        extra = {}
+        if accepts_argument(optimizer_fn, "key"):
+            extra["key"] = self._optimizer_noise_key(noise_key)
         optimizer = call_target(
             opt, exclude=OPTIMIZER_ENGINE_KEYS, learning_rate=learning_rate, **extra
         )
@@ -85,6 +95,16 @@ class UpdateRule:
             chain.append(call_target(noise, exclude=NOISE_ENGINE_KEYS, key=noise_key))
         chain.append(optimizer)
         return optax.chain(*chain) if len(chain) > 1 else chain[0]
+
+    def _optimizer_noise_key(self, noise_key: jax.Array) -> jax.Array:
+        """The optimizer's key: its own stream when the noise transform uses `noise_key`.
+
+        Two sources on one key would draw identical noise (variance (s1 + s2)^2, not
+        s1^2 + s2^2).
+        """
+        if self.noise_kind == "gradient":
+            return jax.random.fold_in(noise_key, OPTIMIZER_NOISE_STREAM)
+        return noise_key
 
     def sampler(self, hparams: Mapping[str, Any]) -> ExampleWeightSampler | None:
         """The example-weight sampler (noise kind `example_weights`), else None."""
