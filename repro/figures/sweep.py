@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from repro.errors import ConfigError
 from repro.figures.cli import main as figures_main
 from repro.figures.registry import get_paper
 from repro.figures.spec import PaperSpec
@@ -34,10 +35,16 @@ def train_command(
         known = [cell.key for cell in spec.cells]
         unknown = [key for key in cell_keys if key not in known]
         if unknown:
-            raise ValueError(f"cells must be among {known}, got {unknown}")
+            raise ConfigError(f"--cells must be among {known}, got {unknown}")
         cells = [spec.cell(key) for key in cell_keys]
     else:
         cells = list(spec.cells)
+    # One multirun sweeps experiments only: the cells must share their extra overrides.
+    cell_overrides = {cell.overrides for cell in cells}
+    if len(cell_overrides) > 1:
+        raise ConfigError(
+            f"--cells must share their overrides to run in one sweep, got {sorted(cell_overrides)}"
+        )
     experiments = ",".join(dict.fromkeys(cell.experiment_option for cell in cells))
     sweep = spec.sweeps[0] if spec.sweeps else spec.name
     return [
@@ -47,6 +54,7 @@ def train_command(
         "-m",
         f"experiment={experiments}",
         f"sweep_name={sweep}",
+        *(next(iter(cell_overrides)) if cell_overrides else ()),
         *overrides,
     ]
 
@@ -72,7 +80,7 @@ def run_paper(paper: str, argv: Sequence[str] | None = None) -> int:
     try:
         cells = [key for key in (args.cells or "").split(",") if key]
         command = train_command(spec, cells, overrides)
-    except ValueError as error:
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     figures_argv = [paper, "--out-dir", args.out_dir] if args.out_dir else [paper]

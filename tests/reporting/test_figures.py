@@ -369,3 +369,10 @@ def test_paper_script_dry_run_prints_the_hydra_multirun(
         "neelakantan2015 --overrides trainer.epochs=1" in stdout
     )
     assert not (tmp_path / "paper_figures").exists()  # dry run: nothing written
+
+
+def test_paper_script_rejects_unknown_cells(capsys) -> None:
+    from repro.figures.sweep import run_paper
+
+    assert run_paper("neelakantan2015", ["--dry-run", "--cells", "zero_clip10,nope"]) == 2
+    assert "--cells must be among ['simple_noclip'" in capsys.readouterr().err
