@@ -26,8 +26,15 @@ from typing import Any, Protocol
 import jax
 import optax
 
-from repro.engine.instantiate import accepts_argument, call_target, set_dotted, target_of
+from repro.engine.instantiate import (
+    RESERVED_KEYS,
+    accepts_argument,
+    call_target,
+    set_dotted,
+    target_of,
+)
 from repro.engine.schedules import build_schedule
+from repro.errors import ConfigError
 
 NOISE_KINDS = ("none", "gradient", "example_weights")
 # Stream of an optimizer's own noise (e.g. repro.optim.noisy_sgd) when a `noise` transform of
@@ -37,6 +44,9 @@ OPTIMIZER_NOISE_STREAM = 1
 # Keys of the noise node that the engine reads and never passes to the target.
 NOISE_ENGINE_KEYS = ("kind",)
 OPTIMIZER_ENGINE_KEYS = ("schedule", "learning_rate")
+# Hydra `instantiate` flags: the engine calls `_target_` itself (inside the replica function,
+# with traced hyperparameters), so none of them could take effect.
+_INSTANTIATE_FLAGS = tuple(key for key in RESERVED_KEYS if key != "_target_")
 
 
 class ExampleWeightSampler(Protocol):
@@ -66,6 +76,15 @@ class UpdateRule:
     clip_norm: float | None
     total_steps: int
     steps_per_epoch: int
+
+    def __post_init__(self) -> None:
+        for group, node in (("optimizer", self.optimizer), ("noise", self.noise)):
+            for flag in _INSTANTIATE_FLAGS:
+                if flag in node:
+                    raise ConfigError(
+                        f"{group}.{flag}={node[flag]!r} has no effect: the engine calls "
+                        f"{group}._target_ itself; remove {group}.{flag}"
+                    )
 
     @property
     def noise_kind(self) -> str:

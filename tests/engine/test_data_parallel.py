@@ -48,7 +48,7 @@ out = {}
 
 # Low level: a (2 replicas x 2 data) mesh, 10 noisy steps.
 rule = UpdateRule(
-    {"_target_": "optax.sgd", "_partial_": True, "learning_rate": 0.1},
+    {"_target_": "optax.sgd", "learning_rate": 0.1},
     {"kind": "gradient", "_target_": "repro.optim.add_noise", "eta": 0.3, "gamma": 0.55},
     None, 10, 10,
 )

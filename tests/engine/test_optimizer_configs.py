@@ -8,12 +8,16 @@ stand-alone tests).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from repro.engine import train_and_evaluate
+from repro.engine.instantiate import target_of, to_plain
+from repro.engine.optimizers import OPTIMIZER_ENGINE_KEYS, UpdateRule
+from repro.errors import ConfigError
 from repro.train import CONFIG_DIR
 
 OPTIMIZERS = sorted(p.stem for p in (CONFIG_DIR / "optimizer").glob("*.yaml"))
@@ -44,3 +48,22 @@ def test_optimizer_trains_in_the_engine(compose_cfg, tmp_path: Path, optimizer: 
         # 3 epochs of any of these optimizers leave chance (10 classes, loss ln 10 = 2.30)
         assert np.isfinite(replica["final"]["train_loss"]) and replica["final"]["train_loss"] < 2.0
         assert replica["final"]["test_accuracy"] > 0.3, (optimizer, replica)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_optimizer_config_holds_only_keys_that_take_effect(compose_cfg, optimizer: str) -> None:
+    """Each key is read by the engine, is `_target_`, or is an argument of the target."""
+    node = to_plain(compose_cfg(f"optimizer={optimizer}").optimizer)
+    arguments = set(inspect.signature(target_of(node)).parameters)
+    unused = set(node) - {"_target_", *OPTIMIZER_ENGINE_KEYS} - arguments
+    assert not unused, (optimizer, unused)
+
+
+@pytest.mark.parametrize("group", ["optimizer", "noise"])
+def test_hydra_instantiate_flags_are_refused_with_one_line(compose_cfg, group: str) -> None:
+    """The engine calls `_target_` itself, so `_partial_` & co. would be silently ignored."""
+    cfg = compose_cfg("optimizer=noisy_sgd", "noise=additive", f"+{group}._partial_=true")
+    plain = {name: to_plain(cfg[name]) for name in ("optimizer", "noise")}
+    with pytest.raises(ConfigError, match=rf"^{group}\._partial_=True has no effect") as error:
+        UpdateRule(plain["optimizer"], plain["noise"], None, 1, 1)
+    assert "\n" not in str(error.value)
