@@ -15,7 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from test_train_cli import TINY, _env
+
+from repro.cli_checks import (
+    check_command_line,
+    check_grid_override,
+    check_seed_ranges,
+    closest_keys,
+    describe_experiments,
+    experiment_names,
+)
+from repro.errors import ConfigError
+from repro.train import CONFIG_DIR
 
 DEMO_ONE_EPOCH = ["trainer.epochs=1", "trainer.progress=never"]
 
@@ -226,3 +238,96 @@ def test_wandb_online_with_an_api_key_passes_the_check(tmp_path: Path) -> None:
     netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "y" * 40 + "\n")
     os.chmod(netrc, 0o600)
     check_wandb_credentials({"name": "wandb", "mode": "online"}, env={}, home=tmp_path)
+
+
+# ---------------------------------------------------------------------------- in-process units
+
+
+def test_closest_keys_rank_the_same_node_first() -> None:
+    cfg = OmegaConf.create(
+        {
+            "trainer": {"epochs": 1, "eval_every_epochs": 1, "batch_size": 2},
+            "optimizer": {"learning_rate": 0.1, "momentum": None},
+        }
+    )
+    assert closest_keys("trainer.epoch", cfg) == ["trainer.epochs"]
+    assert closest_keys("optimizer.learnig_rate", cfg) == ["optimizer.learning_rate"]
+    assert closest_keys("optimzer", cfg) == ["optimizer"]
+    assert closest_keys("zzz.qqq", cfg) == []
+
+
+def test_every_experiment_is_listed() -> None:
+    names = experiment_names(CONFIG_DIR)
+    on_disk = {
+        p.relative_to(CONFIG_DIR / "experiment").with_suffix("").as_posix()
+        for p in (CONFIG_DIR / "experiment").rglob("*.yaml")
+    }
+    assert set(names) == on_disk and "neelakantan2015/he_clip10" in names
+    assert describe_experiments(["demo", "a/x", "smoke", "a/y", "b/z"]) == (
+        "demo, smoke, a/{x, y}, b/{z}"
+    )
+
+
+def _cfg(seed: int, seeds: int, lr: float = 0.1) -> dict:
+    return {
+        "seed": seed,
+        "replicas": {"seeds": seeds},
+        "optimizer": {"learning_rate": lr},
+        "trainer": {"progress": "never"},
+    }
+
+
+def test_seed_ranges_overlap_only_within_one_configuration() -> None:
+    check_seed_ranges([((), _cfg(0, 4)), ((), _cfg(4, 4)), ((), _cfg(8, 4))])
+    check_seed_ranges([((), _cfg(0, 4, 0.1)), ((), _cfg(1, 4, 0.01))])  # other lr: no overlap
+    with pytest.raises(ConfigError, match=r"seed=0 and seed=3 .* \(0-3 and 3-6\).*seed=0,4"):
+        check_seed_ranges([((), _cfg(0, 4)), ((), _cfg(3, 4))])
+    with pytest.raises(ConfigError, match="seed=5 and seed=5"):  # the same job twice
+        check_seed_ranges([((), _cfg(5, 1)), ((), _cfg(5, 1))])
+    # settings that do not change results (run_identity) do not separate two jobs
+    other = _cfg(1, 2)
+    other["trainer"]["progress"] = "always"
+    with pytest.raises(ConfigError, match="overlapping"):
+        check_seed_ranges([((), _cfg(0, 2)), ((), other)])
+
+
+def test_grid_key_override_is_refused_only_while_the_grid_sweeps_it() -> None:
+    grid = {"replicas": {"grid": {"key": "noise.eta", "values": [0.0, 0.3]}}}
+    with pytest.raises(ConfigError, match=r"^noise\.eta=0\.5 is replaced by the replica grid"):
+        check_grid_override(grid, ["model.depth=5", "noise.eta=0.5"])
+    with pytest.raises(ConfigError, match=r"^\+\+noise\.eta=1 is replaced"):
+        check_grid_override(grid, ["++noise.eta=1"])
+    check_grid_override(grid, ["noise.gamma=0.5", "~noise.eta"])
+    check_grid_override({"replicas": {"grid": {"key": None}}}, ["noise.eta=0.5"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["experiment=neelakantan2015/he_clip10", "trainer.epochs=5"],
+        ["-m", "seed=0,4"],
+        ["-m", "+sweep=neelakantan2015_protocol"],
+        ["--cfg", "job"],  # Hydra's own options: left to Hydra
+        ["optimizer=no_such_optimizer"],  # Hydra lists the options itself
+    ],
+)
+def test_valid_command_lines_pass(argv: list[str]) -> None:
+    check_command_line(argv, CONFIG_DIR, "config")
+
+
+def test_sweep_jobs_are_those_of_the_basic_sweeper() -> None:
+    from repro.cli_checks import JobComposer, _hydra_initialized, sweep_jobs
+
+    with _hydra_initialized(CONFIG_DIR):
+        jobs = sweep_jobs(
+            JobComposer(CONFIG_DIR, "config"), ["+sweep=neelakantan2015_protocol", "seed=0,10"]
+        )
+    assert len(jobs) == 2 * 2 * 2 * 2  # experiment x batch size x scaling x seed
+    assert jobs[0] == [
+        "experiment=neelakantan2015/he_clip10",
+        "trainer.batch_size=64",
+        "data.scaling=unit",
+        "+sweep=neelakantan2015_protocol",
+        "seed=0",
+    ]

@@ -39,18 +39,19 @@ def _multirun(tmp_path: Path, root: str, *args: str) -> Path:
 
 
 def test_joblib_and_submitit_launchers_match_the_basic_launcher(tmp_path: Path) -> None:
-    basic = _multirun(tmp_path, "basic", "seed=0,1")
-    joblib = _multirun(tmp_path, "joblib", "seed=0,1", "hydra/launcher=local")
-    submitit = _multirun(tmp_path, "submitit", "seed=1", "hydra/launcher=submitit_local")
+    # seed=0,2: each smoke job trains replicas.seeds=2 seeds (0-1 and 2-3, disjoint)
+    basic = _multirun(tmp_path, "basic", "seed=0,2")
+    joblib = _multirun(tmp_path, "joblib", "seed=0,2", "hydra/launcher=local")
+    submitit = _multirun(tmp_path, "submitit", "seed=2", "hydra/launcher=submitit_local")
 
-    assert sorted(p.name for p in basic.iterdir()) == ["seed=0", "seed=1"]
-    assert sorted(p.name for p in joblib.iterdir()) == ["seed=0", "seed=1"]
-    assert [p.name for p in submitit.iterdir() if p.is_dir()] == ["seed=1"]
-    for job in ("seed=0", "seed=1"):
+    assert sorted(p.name for p in basic.iterdir()) == ["seed=0", "seed=2"]
+    assert sorted(p.name for p in joblib.iterdir()) == ["seed=0", "seed=2"]
+    assert [p.name for p in submitit.iterdir() if p.is_dir()] == ["seed=2"]
+    for job in ("seed=0", "seed=2"):
         assert _records(joblib / job) == _records(basic / job)
-    assert _records(submitit / "seed=1") == _records(basic / "seed=1")
-    summary = json.loads((submitit / "seed=1" / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["replicas"][0]["seed"] == 1
+    assert _records(submitit / "seed=2") == _records(basic / "seed=2")
+    summary = json.loads((submitit / "seed=2" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["replicas"][0]["seed"] == 2
     # submitit kept its own bookkeeping (pickled job, logs) outside the job dirs
     assert list((tmp_path / "submitit" / "multirun" / "s" / ".submitit").rglob("*_submitted.pkl"))
 
