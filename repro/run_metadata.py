@@ -32,9 +32,49 @@ PACKAGES = (
 )
 
 
+INSTALLED_CONF = "share/repro/conf"  # where pyproject's data-files put conf/ (under a prefix)
+
+
 def repo_root() -> Path:
     """The checkout the `repro` package is imported from."""
     return Path(__file__).resolve().parents[1]
+
+
+def installed_config_dirs() -> list[Path]:
+    """Where a non-editable install put conf/: the files of the installed distribution
+    (pip's RECORD knows the prefix, --user included), then `sys.prefix`."""
+    found: list[Path] = []
+    try:
+        files = importlib.metadata.distribution("repro").files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if str(file).endswith(f"{INSTALLED_CONF}/config.yaml"):
+            found.append(Path(str(file.locate())).resolve().parent)
+    found.append(Path(sys.prefix) / INSTALLED_CONF)
+    return found
+
+
+def find_config_dir(checkout: Path, installed: list[Path]) -> Path | None:
+    """The first of `checkout/conf` (a source tree or editable install) and the installed
+    copies that holds config.yaml; None if none does."""
+    for candidate in [checkout / "conf", *installed]:
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return None
+
+
+def config_dir() -> Path:
+    """The Hydra config directory of `python -m repro.train` (see `find_config_dir`); the
+    checkout's conf/ path when none is found (the CLI then says how to install)."""
+    return find_config_dir(repo_root(), installed_config_dirs()) or repo_root() / "conf"
+
+
+MISSING_CONFIG = (
+    "repro's config directory conf/ was not found (looked in {checkout} and {installed}); "
+    "install from a checkout with `pip install -e .`, or `pip install .` from a checkout "
+    "(which ships conf/ to <prefix>/share/repro/conf)"
+)
 
 
 def _git(*args: str) -> str | None:

@@ -1,19 +1,21 @@
 """Hydra app: `python -m repro.train [group=option ...] [key=value ...]` (also `repro-train`).
 
 The logic lives in `train(cfg)` / `repro.engine.train_and_evaluate(cfg, workdir)`, which tests
-call directly; `main` only maps bad input to one `error: ...` line and exit code 2, and
-returns the run's objective so that any Hydra sweeper can optimise it. The output directory
-is a function of the experiment name and the command-line overrides (conf/config.yaml), so
-running the same command again resumes an interrupted run from its last checkpoint, or prints
-"already finished" and returns the stored objective.
+call directly; `main` sets up logging and devices, maps bad input (repro.errors.ConfigError) to
+one `error: ...` line and exit code 2 (every other exception keeps its traceback: exit code
+1), and returns the run's objective so that any Hydra sweeper can optimise it. The output
+directory is a function of the experiment name and the command-line overrides that change
+results (`run_dirname`), so running the same command again resumes an interrupted run from
+its last checkpoint, or prints "already finished" and returns the stored objective.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,17 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from repro.cli_checks import checked_command_line
-from repro.run_metadata import repo_root
+from repro.engine.run_spec import register_trainer_defaults
+from repro.errors import ConfigError
+from repro.run_identity import result_overrides
+from repro.run_metadata import MISSING_CONFIG, config_dir, installed_config_dirs, repo_root
 
-CONFIG_DIR = repo_root() / "conf"
+CONFIG_DIR = config_dir()
 MAX_DIRNAME = 120
+# Orbax logs every save at INFO through absl (dozens of lines per checkpoint), and warns at
+# every save of a single-process run that it has no per-process OCDBT files to merge.
+QUIET_LOGGERS = ("absl", "orbax", "jax._src.xla_bridge")
+HARMLESS_WARNINGS = ("Skipping merge of OCDBT checkpoints",)
 
 
 def safe_dirname(override_dirname: str) -> str:
@@ -38,13 +47,37 @@ def safe_dirname(override_dirname: str) -> str:
     return name
 
 
+def run_dirname(task_overrides: Iterable[str] | str) -> str:
+    """The run directory's name: the command-line overrides that change results
+    (`run_identity.result_overrides`), in Hydra's override_dirname format (sorted, joined by
+    `,`), made safe by `safe_dirname`. `task_overrides` is `${hydra.overrides.task}`."""
+    if isinstance(task_overrides, str):  # an already formatted override_dirname
+        return safe_dirname(task_overrides)
+    return safe_dirname(",".join(sorted(result_overrides(list(task_overrides)))))
+
+
 def register_resolvers() -> None:
-    """Resolvers used by conf/: `${repro.dirname:...}`, `${repro.root:}`."""
-    OmegaConf.register_new_resolver("repro.dirname", safe_dirname, replace=True)
+    """Resolvers used by conf/: `${repro.dirname:...}`, `${repro.root:}`; and the `trainer`
+    defaults (repro/engine/run_spec.py) as the config group conf/config.yaml selects."""
+    OmegaConf.register_new_resolver("repro.dirname", run_dirname, replace=True)
     OmegaConf.register_new_resolver("repro.root", lambda: str(repo_root()), replace=True)
+    register_trainer_defaults()
 
 
 register_resolvers()
+
+
+def _drop_harmless(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in HARMLESS_WARNINGS)
+
+
+def configure_logging() -> None:
+    """Quiet the checkpoint library's per-save INFO lines and its single-process warning."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if _drop_harmless not in logging.getLogger("absl").filters:
+        logging.getLogger("absl").addFilter(_drop_harmless)
 
 
 def output_dir_from_hydra() -> Path:
@@ -131,21 +164,41 @@ def train(cfg: DictConfig, workdir: str | Path | None = None) -> dict[str, Any]:
 @checked_command_line(CONFIG_DIR, "config")  # the whole command line, before any job
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Entry point; bad input -> `error: <message>` on stderr and exit code 2."""
+    """Entry point (one call per job, in whichever process the launcher runs it): bad input
+    (ConfigError) -> `error: <message>` on stderr and exit code 2; any other exception keeps
+    its traceback (exit code 1)."""
+    from repro.engine.config_validation import validate_trainer
+    from repro.engine.run_spec import complete_trainer
     from repro.engine.runtime import configure_compilation_cache, configure_cpu_devices
 
-    # Before JAX starts its CPU client: one XLA host device per core, so that the replicas,
-    # sharded over devices, run on every core (trainer.cpu_devices=1 turns this off).
-    configure_cpu_devices(cfg.trainer.get("cpu_devices", "auto"))
-    configure_compilation_cache(cfg.paths.get("jax_cache_dir"))
+    configure_logging()
     try:
+        trainer = complete_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+        validate_trainer(trainer)  # needs no JAX: trainer.cpu_devices is used before it starts
+        # Before JAX starts its CPU client: one XLA host device per core, so that the
+        # replicas, sharded over devices, run on every core (trainer.cpu_devices=1: off).
+        configure_cpu_devices(trainer["cpu_devices"])
+        configure_compilation_cache(cfg.paths.get("jax_cache_dir"))
         summary = train(cfg)
-    except (ValueError, FileNotFoundError) as error:
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     objective = summary.get("objective")
     return None if objective is None else float(objective)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (`repro-train`, `python -m repro.train`): one line and exit code 2
+    when the config directory is missing (an install without conf/), else the Hydra app."""
+    if not (CONFIG_DIR / "config.yaml").is_file():
+        where = ", ".join(str(p) for p in installed_config_dirs())
+        print(
+            "error: " + MISSING_CONFIG.format(checkout=CONFIG_DIR, installed=where),
+            file=sys.stderr,
+        )
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

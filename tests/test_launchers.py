@@ -74,4 +74,4 @@ def test_slurm_launcher_config() -> None:
     # A requeued job must land in the same dir to resume: the subdir is built from the
     # overrides, never from a job number or id.
     subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
-    assert subdir == "${name}/${repro.dirname:${hydra.job.override_dirname}}"
+    assert subdir == "${name}/${repro.dirname:${hydra.overrides.task}}"

@@ -58,6 +58,9 @@ def _records(run_dir: Path) -> list[dict]:
         ("trainer.batch_size=4096", "error: trainer.batch_size=4096 is larger than the training"),
         ("replicas.seeds=0", "error: replicas.seeds must be an integer >= 1, got 0"),
         ("data=mnist", "error: data file"),
+        ("+trainer.epoch=3", "error: trainer.epoch is not a trainer setting (closest: trainer.ep"),
+        ("trainer.cpu_devices=abc", "error: trainer.cpu_devices must be 'auto' or an integer"),
+        ("trainer.cpu_devices=0", "error: trainer.cpu_devices must be 'auto' or an integer"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(
@@ -172,3 +175,36 @@ def test_default_demo_config_runs(tmp_path: Path) -> None:
     assert "noise.eta=0.3 vs 0.0" in result.stdout
     job = ",".join(sorted(s for s in shrink if not s.startswith("trainer.progress")))
     assert (tmp_path / "out" / "runs" / "demo" / job / "summary.json").exists()
+
+
+# A model with a shape bug: it splits its 10 outputs into 3 equal parts, a ValueError raised
+# by JAX while tracing -- a bug in code, not bad input. `shape_bug` takes the model node's
+# keyword arguments (whatever the experiment sets) and builds the module.
+BUGGY_MODEL = """
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class ShapeBug(nn.Module):
+    num_outputs: int
+
+    @nn.compact
+    def __call__(self, x, *, train):
+        h = nn.Dense(self.num_outputs)(x.reshape(x.shape[0], -1))
+        return jnp.split(h, 3, axis=1)[0]
+
+
+def shape_bug(num_outputs, **unused):
+    return ShapeBug(num_outputs)
+"""
+
+
+def test_a_bug_inside_a_model_keeps_its_traceback_and_exits_1(tmp_path: Path) -> None:
+    """Only bad input (ConfigError) is one line and exit 2: an error raised by code, here a
+    shape bug in a model's forward pass, is a bug and keeps its traceback (exit 1)."""
+    (tmp_path / "buggy_model.py").write_text(BUGGY_MODEL)
+    result = _train(tmp_path, *TINY, "model._target_=buggy_model.shape_bug")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" in result.stderr
+    assert "ValueError: array split does not result in an equal division" in result.stderr
+    assert not any(line.startswith("error: ") for line in result.stderr.splitlines())

@@ -26,7 +26,7 @@ Streaming protocol (what the training engine needs from a streamed set; ``TFDSSt
   (kept on the device, evaluated like an ``ArrayDataset`` test split) or another stream
   (unshuffled, ``drop_remainder=False``; the engine pads and masks the last batch), or None.
 
-A data config builds a stream with ``_partial_: true``: the engine completes the call with
+A data config builds a stream with ``stream: true``: the engine completes the call with
 ``batch_size`` = its examples per step (``rule.examples_per_step(trainer.batch_size)``; 2B
 under noise enhancement) and ``seed`` = the shared data seed (``trainer.data_seed`` or
 ``seed``), so the stream's batches are the optimizer steps' batches.

@@ -14,6 +14,7 @@ from typing import Any
 from repro.engine.instantiate import get_dotted
 from repro.engine.optimizers import NOISE_KINDS
 from repro.engine.replicas import plan_from_config
+from repro.engine.run_spec import complete_trainer
 from repro.engine.schedules import validate_schedule
 from repro.engine.tasks import TASKS
 from repro.errors import ConfigError
@@ -86,6 +87,65 @@ def check_grid_key_is_traceable(key: str, current: Any, values: Any) -> None:
     )
 
 
+def _require_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def validate_trainer(trainer: Mapping[str, Any]) -> None:
+    """ConfigError naming the first invalid `trainer.*` value of a complete trainer node
+    (repro.engine.run_spec.complete_trainer); needs no JAX (the CLI checks it before JAX
+    starts, trainer.cpu_devices sets up its devices)."""
+    try:
+        _validate_trainer(trainer)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _validate_trainer(trainer: Mapping[str, Any]) -> None:
+    for key, low in (
+        ("epochs", 1),
+        ("batch_size", 1),
+        ("eval_batch_size", 1),
+        ("eval_every_epochs", 1),
+        ("checkpoint_every_epochs", 0),
+        ("checkpoint_max_to_keep", 1),
+        ("chunks_per_epoch", 1),
+        ("eval_train_examples", 0),
+        ("data_devices", 1),
+        ("stream_chunk_steps", 1),
+        ("stream_prefetch", 0),
+    ):
+        _require_int(f"trainer.{key}", trainer[key], low)
+    for key in ("checkpoint_within_epoch", "shared_data_order", "overwrite"):
+        _require_bool(f"trainer.{key}", trainer[key])
+    interval = trainer["checkpoint_min_interval_s"]
+    if not _is_number(interval) or interval < 0:
+        raise ConfigError(f"trainer.checkpoint_min_interval_s must be >= 0, got {interval!r}")
+    for key in ("data_seed", "replica_devices"):
+        if trainer[key] is not None:
+            _require_int(f"trainer.{key}", trainer[key], 0 if key == "data_seed" else 1)
+    cpu_devices = trainer["cpu_devices"]
+    if cpu_devices not in ("auto", None) and (
+        not isinstance(cpu_devices, int) or isinstance(cpu_devices, bool) or cpu_devices < 1
+    ):
+        raise ConfigError(
+            f"trainer.cpu_devices must be 'auto' or an integer >= 1, got {cpu_devices!r}"
+        )
+    check_hparam("trainer.clip_norm", trainer["clip_norm"])
+    if trainer["progress"] not in PROGRESS:
+        raise ConfigError(
+            f"trainer.progress must be one of auto/always/never, got {trainer['progress']!r}"
+        )
+    if trainer["divergence_check"] not in ("loss", "full"):
+        raise ConfigError(
+            "trainer.divergence_check must be 'loss' or 'full', "
+            f"got {trainer['divergence_check']!r}"
+        )
+
+
 def validate_config(cfg: Mapping[str, Any]) -> None:
     """Raise ConfigError naming the first invalid key of the plain (resolved) config."""
     try:
@@ -103,34 +163,8 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
     if cfg.get("task") not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {cfg.get('task')!r}")
 
-    trainer = cfg.get("trainer") or {}
-    _require_int("trainer.epochs", trainer.get("epochs"), 1)
-    _require_int("trainer.batch_size", trainer.get("batch_size"), 1)
-    _require_int("trainer.eval_batch_size", trainer.get("eval_batch_size", 1000), 1)
-    _require_int("trainer.eval_every_epochs", trainer.get("eval_every_epochs", 1), 1)
-    _require_int("trainer.checkpoint_every_epochs", trainer.get("checkpoint_every_epochs", 1), 0)
-    _require_int("trainer.checkpoint_max_to_keep", trainer.get("checkpoint_max_to_keep", 2), 1)
-    interval = trainer.get("checkpoint_min_interval_s", 0) or 0
-    if not _is_number(interval) or interval < 0:
-        raise ValueError(f"trainer.checkpoint_min_interval_s must be >= 0, got {interval!r}")
-    _require_int("trainer.chunks_per_epoch", trainer.get("chunks_per_epoch", 1), 1)
-    _require_int("trainer.eval_train_examples", trainer.get("eval_train_examples", 0), 0)
-    _require_int("trainer.data_devices", trainer.get("data_devices", 1), 1)
-    _require_int("trainer.stream_chunk_steps", trainer.get("stream_chunk_steps", 16), 1)
-    _require_int("trainer.stream_prefetch", trainer.get("stream_prefetch", 2), 0)
-    if trainer.get("data_seed") is not None:
-        _require_int("trainer.data_seed", trainer.get("data_seed"), 0)
-    check_hparam("trainer.clip_norm", trainer.get("clip_norm"))
-    if trainer.get("progress", "auto") not in PROGRESS:
-        raise ValueError(
-            f"trainer.progress must be one of auto/always/never, got {trainer.get('progress')!r}"
-        )
-
-    if trainer.get("divergence_check", "loss") not in ("loss", "full"):
-        raise ValueError(
-            "trainer.divergence_check must be 'loss' or 'full', "
-            f"got {trainer.get('divergence_check')!r}"
-        )
+    trainer = complete_trainer(cfg.get("trainer"))
+    validate_trainer(trainer)
 
     replicas = cfg.get("replicas") or {}
     _require_int("replicas.seeds", replicas.get("seeds", 1), 1)
@@ -175,12 +209,12 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
     data = cfg.get("data") or {}
     if "_target_" not in data:
         raise ValueError("data._target_ is missing (choose one with data=<name>)")
-    if trainer.get("data_devices", 1) > 1 and not trainer.get("shared_data_order", True):
+    if trainer["data_devices"] > 1 and not trainer["shared_data_order"]:
         raise ValueError(
             "trainer.data_devices > 1 needs trainer.shared_data_order=true (the batch shared "
             "by the replicas is what is split over the data devices)"
         )
-    if data.get("_partial_") and not trainer.get("shared_data_order", True):
+    if data.get("stream") and not trainer["shared_data_order"]:
         raise ValueError(
             "trainer.shared_data_order=false cannot be used with a streamed data set (data "
             f"{data['_target_']}): a stream has one data order shared by all replicas"
@@ -203,7 +237,7 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
 
 
 def validate_against_data(cfg: Mapping[str, Any], num_train: int, examples_per_step: int) -> None:
-    """Checks that need the training-set size."""
+    """Checks that need the training-set size (ConfigError naming the trainer key)."""
     batch_size = cfg["trainer"]["batch_size"]
     if examples_per_step > num_train:
         extra = (
@@ -211,13 +245,13 @@ def validate_against_data(cfg: Mapping[str, Any], num_train: int, examples_per_s
             if examples_per_step != batch_size
             else ""
         )
-        raise ValueError(
+        raise ConfigError(
             f"trainer.batch_size={batch_size} is larger than the training set "
             f"({num_train} examples){extra}"
         )
     eval_train = cfg["trainer"].get("eval_train_examples", 0) or 0
     if eval_train > num_train:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.eval_train_examples must be <= the training-set size {num_train}, "
             f"got {eval_train}"
         )

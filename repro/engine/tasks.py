@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from repro.errors import ConfigError
+
 Batch = Mapping[str, jax.Array]
 # Model outputs: an array, or a pytree such as a sequence model's (logits, paddings).
 Outputs = Any
@@ -73,18 +75,18 @@ class Task:
         return out
 
     def check_outputs(self, outputs: Outputs) -> None:
-        """ValueError (raised while tracing, before anything runs) naming the mismatch between
+        """ConfigError (raised while tracing, before anything runs) naming the mismatch between
         the model's outputs and the task."""
         is_tuple = isinstance(outputs, tuple | list)
         if self.sequence_outputs:
             logits = outputs[0] if is_tuple else outputs
             if getattr(logits, "ndim", 0) != 3:
-                raise ValueError(
+                raise ConfigError(
                     f"task={self.name} needs a sequence model with logits [B, T, K] "
                     f"(e.g. model=jasper), got outputs of shape {getattr(logits, 'shape', None)}"
                 )
         elif is_tuple:
-            raise ValueError(
+            raise ConfigError(
                 f"task={self.name} needs a model returning one array; this model returns "
                 f"{len(outputs)} (a sequence model such as Jasper goes with task=ctc)"
             )
@@ -259,9 +261,9 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(name: str) -> Task:
-    """The task registered as `name`; ValueError listing the known names otherwise."""
+    """The task registered as `name`; ConfigError listing the known names otherwise."""
     if name not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
+        raise ConfigError(f"task must be one of {sorted(TASKS)}, got {name!r}")
     return TASKS[name]
 
 
@@ -269,13 +271,13 @@ def num_outputs_for(task: Task, num_classes: int, y_train: jax.Array) -> int:
     """Output width a model needs for `task` on a data set (ctc: V tokens + the blank)."""
     if task.name == "ctc":
         if num_classes < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"task=ctc needs a data set with num_classes >= 1 (tokens), got {num_classes}"
             )
         return int(num_classes) + 1
     if task.name == "classification":
         if num_classes < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"task=classification needs a data set with num_classes >= 2, got {num_classes}"
             )
         return int(num_classes)

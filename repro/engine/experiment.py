@@ -1,0 +1,284 @@
+"""The build stage: a RunSpec -> everything the epoch loop runs (data, model, program, feeds,
+evaluators, hooks, the device mesh and the initial state).
+
+Order: every check that needs the data (batch size vs. set size, data devices) happens
+before the first compilation (`init_fn`). Data is either resident (an ArrayDataset put whole
+on the device; chunks gather batches by index, epoch.py) or streamed (a `stream: true` data
+node, repro/data/streaming.py; chunks of host-fed batches, feeding.py); both sit behind one
+`feed.advance(state, hparams, start, stop)`, and each evaluation set behind one callable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from repro.data.streaming import is_stream
+from repro.engine import replicas as rep
+from repro.engine.config_validation import validate_against_data
+from repro.engine.data_loading import (
+    TrainingData,
+    load_data,
+    prefixed_config_error,
+    training_data,
+)
+from repro.engine.epoch import ResidentFeed, make_chunk_fn, make_order_fn
+from repro.engine.evaluation import make_eval_fn, make_eval_sums_fn, pad_to_batches
+from repro.engine.feeding import StreamEvaluator, StreamFeed
+from repro.engine.hooks import EpochHook
+from repro.engine.instantiate import call_target
+from repro.engine.optimizers import UpdateRule
+from repro.engine.run_spec import RunSpec
+from repro.engine.sharding import (
+    batch_sharding,
+    check_data_devices,
+    replica_mesh,
+    replicate,
+    shard_replica_axis,
+    to_devices,
+)
+from repro.engine.steps import ReplicaModel, make_init_fn
+from repro.engine.tasks import Task, get_task, num_outputs_for
+from repro.engine.train_state import ReplicaState, TrainState
+from repro.errors import ConfigError
+
+Evaluator = Callable[[ReplicaState], Mapping[str, jax.Array]]
+
+
+@dataclasses.dataclass
+class Experiment:
+    """A built run: the compiled program, its inputs on the devices and its schedule."""
+
+    plan: rep.ReplicaPlan
+    task: Task
+    program: ReplicaModel
+    hooks: dict[str, EpochHook]
+    mesh: Mesh | None
+    hparams: dict[str, jax.Array]  # grid values [R], sharded over the replica axis
+    train_data: dict[str, jax.Array]  # on the devices: the set, or a sample of a stream
+    feed: ResidentFeed | StreamFeed
+    evaluators: dict[str, Evaluator]  # set name (test, train_eval) -> metric means [R]
+    initial_state: TrainState
+    examples_per_step: int
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def close(self) -> None:
+        self.feed.close()
+
+
+def build_network(spec: Mapping[str, Any], num_outputs: int) -> Any:
+    """The Flax module of the `model` node (`num_outputs` filled in unless the node sets it);
+    a constructor's complaint about one of the node's keys is a ConfigError."""
+    overrides = {"num_outputs": num_outputs} if spec.get("num_outputs") is None else {}
+    try:
+        return call_target(spec, **overrides)
+    except ValueError as error:
+        raise prefixed_config_error(error, spec, "model") from None
+
+
+def build_hooks(spec: Mapping[str, Any] | None) -> dict[str, EpochHook]:
+    """The diagnostics hooks of the `diagnostics` node (`name: null` disables one)."""
+    hooks: dict[str, EpochHook] = {}
+    for name, node in (spec or {}).items():
+        if node is None:  # an experiment can disable an inherited hook with `name: null`
+            continue
+        try:
+            hooks[name] = call_target(node)
+        except ValueError as error:
+            raise ConfigError(f"diagnostics.{name}: {error}") from None
+    return hooks
+
+
+def _examples_per_step(spec: RunSpec) -> int:
+    plain = spec.plain
+    rule = UpdateRule(plain["optimizer"], plain["noise"], spec.trainer.clip_norm, 1, 1)
+    try:
+        return rule.examples_per_step(spec.trainer.batch_size)
+    except ValueError as error:
+        raise prefixed_config_error(error, plain["noise"], "noise") from None
+
+
+def _load(spec: RunSpec, examples_per_step: int, hooks: Mapping[str, EpochHook]) -> TrainingData:
+    source = load_data(
+        spec.plain["data"], spec.data_dir, batch_size=examples_per_step, seed=spec.data_seed
+    )
+    # Streams are never whole on the device: init, hooks and train_eval use a sample.
+    hook_examples = [int(getattr(h, "num_examples", 0) or 0) for h in hooks.values()]
+    sample = max(spec.trainer.eval_train_examples, *hook_examples, 1)
+    data = training_data(source, sample, spec.trainer.eval_batch_size)
+    validate_against_data(spec.plain, data.num_train, examples_per_step)
+    try:
+        check_data_devices(spec.trainer.data_devices, spec.trainer.batch_size, examples_per_step)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return data
+
+
+def _resident_eval_sets(spec: RunSpec, data: TrainingData) -> dict[str, dict[str, jax.Array]]:
+    def padded(arrays: Mapping[str, Any]) -> dict[str, jax.Array]:
+        batches = pad_to_batches(arrays, spec.trainer.eval_batch_size)
+        return {k: jnp.asarray(v) for k, v in batches.items()}
+
+    sets: dict[str, dict[str, jax.Array]] = {}
+    if data.test_source is not None and not is_stream(data.test_source):
+        sets["test"] = padded(data.test_source)
+    if n := spec.trainer.eval_train_examples:
+        sets["train_eval"] = padded({k: v[:n] for k, v in data.train_arrays.items()})
+    return sets
+
+
+def _evaluate(
+    eval_fn: Any, data: Mapping[str, jax.Array], replicas: ReplicaState
+) -> Mapping[str, jax.Array]:
+    return eval_fn(replicas, data)
+
+
+def _evaluators(
+    spec: RunSpec,
+    program: ReplicaModel,
+    data: TrainingData,
+    resident: Mapping[str, dict[str, jax.Array]],
+    mesh: Mesh | None,
+) -> dict[str, Evaluator]:
+    eval_fn = make_eval_fn(program)
+    evaluators: dict[str, Evaluator] = {}
+    for set_name in ("test", "train_eval"):
+        if set_name in resident:
+            evaluators[set_name] = functools.partial(_evaluate, eval_fn, resident[set_name])
+        elif set_name == "test" and is_stream(data.test_source):
+            evaluators[set_name] = StreamEvaluator(
+                program,
+                make_eval_sums_fn(program),
+                data.test_source,
+                rows=spec.trainer.stream_chunk_steps,
+                put=functools.partial(to_devices, mesh=mesh),
+                prefetch=spec.trainer.stream_prefetch,
+            )
+    return evaluators
+
+
+@dataclasses.dataclass(frozen=True)
+class _Placed:
+    """The run's arrays on the replica mesh."""
+
+    mesh: Mesh | None
+    state: TrainState
+    hparams: dict[str, jax.Array]
+    train_data: dict[str, jax.Array]
+    data_key: jax.Array
+    resident_eval: dict[str, dict[str, jax.Array]]
+
+
+def _place(
+    spec: RunSpec, plan: rep.ReplicaPlan, program: ReplicaModel, data: TrainingData
+) -> _Placed:
+    """Initialise the replicas (the first compilation) and shard/replicate over the mesh."""
+    trainer = spec.trainer
+    train_data = {k: jnp.asarray(v) for k, v in data.train_arrays.items()}
+    resident = _resident_eval_sets(spec, data)
+    hparams = plan.hparam_arrays()
+    state = make_init_fn(program)(plan.seed_keys(), hparams, train_data["x"][:1])
+    mesh = replica_mesh(plan.num_replicas, trainer.replica_devices, trainer.data_devices)
+    data_key = _data_order_key(spec, plan)
+    data_key = (replicate if trainer.shared_data_order else shard_replica_axis)(data_key, mesh)
+    return _Placed(
+        mesh,
+        shard_replica_axis(state, mesh),
+        shard_replica_axis(hparams, mesh),
+        replicate(train_data, mesh),
+        data_key,
+        replicate(resident, mesh),
+    )
+
+
+def _feed(
+    spec: RunSpec,
+    program: ReplicaModel,
+    data: TrainingData,
+    placed: _Placed,
+    examples_per_step: int,
+    steps_per_epoch: int,
+) -> ResidentFeed | StreamFeed:
+    shared_order = spec.trainer.shared_data_order
+    mesh = placed.mesh
+    if data.stream is None:
+        return ResidentFeed(
+            make_chunk_fn(program, steps_per_epoch, shared_order, batch_sharding(mesh)),
+            make_order_fn(data.num_train, steps_per_epoch, examples_per_step, shared_order),
+            placed.data_key,
+            placed.train_data,
+            steps_per_epoch,
+        )
+    return StreamFeed(
+        program,
+        data.stream,
+        total_steps=spec.trainer.epochs * steps_per_epoch,
+        chunks_per_epoch=spec.trainer.chunks_per_epoch,
+        rows=spec.trainer.stream_chunk_steps,
+        put=functools.partial(to_devices, mesh=mesh, example_axis=1),
+        prefetch=spec.trainer.stream_prefetch,
+        batch_sharding=batch_sharding(mesh),
+    )
+
+
+def _program(
+    spec: RunSpec, task: Task, data: TrainingData, examples_per_step: int, steps_per_epoch: int
+) -> ReplicaModel:
+    plain, trainer = spec.plain, spec.trainer
+    rule = UpdateRule(
+        plain["optimizer"],
+        plain["noise"],
+        trainer.clip_norm,
+        trainer.epochs * steps_per_epoch,
+        steps_per_epoch,
+    )
+    outputs = num_outputs_for(task, data.num_classes, data.train_arrays["y"])
+    model = build_network(plain["model"], outputs)
+    return ReplicaModel(model, task, rule, examples_per_step, str(trainer.divergence_check))
+
+
+def _data_order_key(spec: RunSpec, plan: rep.ReplicaPlan) -> jax.Array:
+    if spec.trainer.shared_data_order:
+        return jax.random.fold_in(jax.random.key(spec.data_seed), rep.STREAM_DATA_ORDER)
+    return rep.stream_keys(plan.seed_keys(), rep.STREAM_DATA_ORDER)
+
+
+def build_experiment(spec: RunSpec) -> Experiment:
+    """Load the data, build model and program, compile the init, place everything on the
+    replica mesh (no communication between replicas; see sharding.py)."""
+    plan = rep.plan_from_config(spec.plain)
+    task = get_task(spec.plain["task"])
+    examples_per_step = _examples_per_step(spec)
+    hooks = build_hooks(spec.plain.get("diagnostics"))
+    data = _load(spec, examples_per_step, hooks)
+    steps_per_epoch = (
+        data.num_train // examples_per_step if data.stream is None else data.stream.steps_per_epoch
+    )
+    program = _program(spec, task, data, examples_per_step, steps_per_epoch)
+    placed = _place(spec, plan, program, data)
+    return Experiment(
+        plan=plan,
+        task=task,
+        program=program,
+        hooks=hooks,
+        mesh=placed.mesh,
+        hparams=placed.hparams,
+        train_data=placed.train_data,
+        feed=_feed(spec, program, data, placed, examples_per_step, steps_per_epoch),
+        evaluators=_evaluators(spec, program, data, placed.resident_eval, placed.mesh),
+        initial_state=placed.state,
+        examples_per_step=examples_per_step,
+        steps_per_epoch=steps_per_epoch,
+        epochs=spec.trainer.epochs,
+    )

@@ -1,0 +1,182 @@
+"""`train_and_evaluate(cfg, workdir)`: one run of R replicas, from config to summary.json.
+
+The stages, each in a module of its own:
+
+1. run spec (run_spec.py): the config's three forms, trainer defaults, whole-config
+   validation (ConfigError naming the key) -- before anything slow;
+2. work directory (workdir.py): fresh / resume / finished (return the stored summary) /
+   refused (another config in the same directory);
+3. experiment (experiment.py): data, model, program, feeds, evaluators, hooks, the device
+   mesh; the data-dependent checks run before the first compilation;
+4. resume: the latest checkpoint, and `metrics.jsonl` cut back to it;
+5. epoch loop (epoch_loop.py) with callbacks (callbacks.py): progress, metrics log, logger,
+   checkpoints;
+6. summary (summary.py): written atomically, only now (an unfinished run has none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from repro import run_metadata
+from repro.engine import outputs as out
+from repro.engine.callbacks import (
+    CheckpointCallback,
+    CheckpointPolicy,
+    LoggerCallback,
+    MetricsCallback,
+    ProgressCallback,
+)
+from repro.engine.checkpointing import Checkpointer
+from repro.engine.epoch_loop import RunClock, run_epochs
+from repro.engine.experiment import Experiment, build_experiment
+from repro.engine.progress import Progress
+from repro.engine.run_spec import RunSpec, TrainerSpec, run_spec
+from repro.engine.summary import build_summary
+from repro.engine.train_state import TrainState
+from repro.engine.workdir import WorkdirState, open_workdir, save_config
+from repro.loggers import Logger, build_logger
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumed:
+    """Where this invocation starts: the restored step (None for a fresh start) and the
+    training time of earlier invocations."""
+
+    step: int | None
+    wall_offset_s: float
+
+
+def restore_or_start(
+    checkpointer: Checkpointer, state: TrainState, metrics_log: out.MetricsLog, exp: Experiment
+) -> tuple[TrainState, Resumed]:
+    """The latest checkpoint's state (and metrics cut back to its epoch), else `state`."""
+    if checkpointer.latest_step() is None:
+        metrics_log.truncate_after_epoch(-1)
+        return state, Resumed(None, 0.0)
+    state, meta = checkpointer.restore(state)
+    step = int(state.step)
+    metrics_log.truncate_after_epoch(step // exp.steps_per_epoch)
+    return state, Resumed(step, float(meta.get("wall_time_s", 0.0)))
+
+
+def _checkpointer(workdir: Path, trainer: TrainerSpec) -> Checkpointer:
+    return Checkpointer(workdir / out.CHECKPOINT_DIR, max_to_keep=trainer.checkpoint_max_to_keep)
+
+
+def _policy(trainer: TrainerSpec) -> CheckpointPolicy:
+    return CheckpointPolicy(
+        every_epochs=trainer.checkpoint_every_epochs,
+        min_interval_s=float(trainer.checkpoint_min_interval_s or 0.0),
+        within_epoch=trainer.checkpoint_within_epoch,
+    )
+
+
+def _hydra_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # no Hydra context (called from Python)
+        return []
+
+
+def _metadata(
+    spec: RunSpec, exp: Experiment, start_time: str, wall_start: float, resumed: Resumed
+) -> dict[str, Any]:
+    metadata = run_metadata.collect(start_time)
+    metadata["end_time"] = run_metadata.now_iso()
+    metadata["wall_time_s"] = time.perf_counter() - wall_start
+    metadata["resumed_from_step"] = resumed.step
+    # Float rounding (not the statistics) depends on how many replicas share a device:
+    # XLA:CPU picks its matmul blocking by operand size. Recorded so a run can be repeated
+    # bit-for-bit (trainer.cpu_devices / replica_devices / data_devices).
+    metadata["mesh"] = dict(exp.mesh.shape) if exp.mesh is not None else {}
+    return metadata
+
+
+@dataclasses.dataclass
+class _Trained:
+    state: TrainState
+    resumed: Resumed
+    logger: Logger
+    metrics_log: out.MetricsLog
+    exit_code: int = 1  # what the logger is told at the end (0 once the summary is written)
+
+
+def _train(
+    spec: RunSpec, exp: Experiment, workdir: Path, stack: contextlib.ExitStack
+) -> _Trained:
+    """Resume or start, then run the epoch loop. Everything opened here is closed by
+    `stack` (the logger with the run's exit code)."""
+    trainer = spec.trainer
+    metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
+    checkpointer = _checkpointer(workdir, trainer)
+    stack.callback(checkpointer.close)
+    state, resumed = restore_or_start(checkpointer, exp.initial_state, metrics_log, exp)
+    logger = build_logger(
+        spec.plain.get("logger"), spec.container, workdir, f"{spec.plain['name']}/{workdir.name}"
+    )
+    trained = _Trained(state, resumed, logger, metrics_log)
+    stack.callback(lambda: logger.finish(trained.exit_code))
+    progress = Progress(exp.total_steps, int(state.step), trainer.progress)
+    stack.callback(progress.close)
+    if resumed.step is not None:
+        epoch = resumed.step // exp.steps_per_epoch
+        print(f"resumed from step {resumed.step} (epoch {epoch})")
+    clock = RunClock(resumed.wall_offset_s)
+    callbacks = [
+        ProgressCallback(progress, exp.examples_per_step),
+        MetricsCallback(metrics_log),
+        LoggerCallback(logger),
+        CheckpointCallback(checkpointer, _policy(trainer), clock, exp.steps_per_epoch, exp.epochs),
+    ]
+    trained.state = run_epochs(
+        exp,
+        state,
+        seed=int(spec.plain["seed"]),
+        chunks_per_epoch=trainer.chunks_per_epoch,
+        eval_every_epochs=trainer.eval_every_epochs,
+        clock=clock,
+        callbacks=callbacks,
+    )
+    checkpointer.wait()
+    return trained
+
+
+def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path) -> dict[str, Any]:
+    """Run (or resume, or skip) the experiment `cfg` in `workdir`; returns summary.json's dict.
+
+    The returned dict carries `"already_finished": True` when the run had finished before.
+    """
+    start_time = run_metadata.now_iso()
+    wall_start = time.perf_counter()
+    spec = run_spec(cfg)
+    work = open_workdir(workdir, spec.container, spec.trainer.overwrite)
+    if work.state is WorkdirState.FINISHED:
+        return {**(work.finished_summary or {}), "already_finished": True}
+    save_config(work, spec.container)
+    exp = build_experiment(spec)
+    with contextlib.ExitStack() as stack:
+        stack.callback(exp.close)
+        trained = _train(spec, exp, work.path, stack)
+        summary = build_summary(
+            spec.container,
+            trained.metrics_log.read(),
+            steps=exp.total_steps,
+            diverged_step=np.asarray(trained.state.replicas.diverged_step).tolist(),
+        )
+        summary["metadata"] = _metadata(spec, exp, start_time, wall_start, trained.resumed)
+        summary["overrides"] = _hydra_overrides()
+        out.write_json_atomic(work.path / out.SUMMARY_FILE, summary)
+        trained.logger.log_summary(summary)
+        trained.exit_code = 0
+    return summary
