@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +19,8 @@ from repro.aggregate import (
 )
 from repro.aggregate import main as aggregate_main
 
+from .commands import run_module
 from .factory import LR, RunFactory, replica
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _sweep(runs: RunFactory) -> Path:
@@ -175,14 +173,7 @@ def test_metrics_reader_tolerates_only_a_torn_last_line(runs: RunFactory) -> Non
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "repro.aggregate", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
-    )
+    return run_module("repro.aggregate", *args, cwd=cwd, timeout=120)
 
 
 def test_cli_csv_markdown_and_unfinished(runs: RunFactory, tmp_path: Path) -> None:

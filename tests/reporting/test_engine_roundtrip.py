@@ -10,37 +10,24 @@ config and no claim is judged.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from repro.aggregate import group_summary, load_runs
 
-REPO = Path(__file__).resolve().parents[2]
+from .commands import REPO, run_module
+
 SMOKE = ("trainer.epochs=1", "replicas.seeds=2", "model.depth=2")
 SEEDS = 2
-
-
-def _run(module: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
 def demo_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("out")
-    env = {**os.environ, "REPRO_OUTPUT_ROOT": str(root), "WANDB_MODE": "disabled"}
+    env = {"REPRO_OUTPUT_ROOT": str(root)}
     argv = ["-m", "experiment=demo", "sweep_name=demo", *SMOKE, "trainer.progress=never"]
-    result = _run("repro.train", *argv, env=env, cwd=REPO)
+    result = run_module("repro.train", *argv, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, env
 
@@ -62,7 +49,7 @@ def test_engine_run_reads_back_as_a_table(demo_sweep) -> None:
 def test_cli_to_figures_round_trip(demo_sweep, tmp_path: Path) -> None:
     root, env = demo_sweep
     out = tmp_path / "figs"
-    figures = _run(
+    figures = run_module(
         "repro.figures", "demo", "--overrides", *SMOKE, "--out-dir", str(out), env=env, cwd=REPO
     )
     assert figures.returncode == 0, figures.stderr
@@ -82,7 +69,7 @@ def test_cli_to_figures_round_trip(demo_sweep, tmp_path: Path) -> None:
 
     # The same runs read for the full demo config: another config, so nothing is judged.
     full = tmp_path / "full"
-    unmatched = _run("repro.figures", "demo", "--out-dir", str(full), env=env, cwd=REPO)
+    unmatched = run_module("repro.figures", "demo", "--out-dir", str(full), env=env, cwd=REPO)
     assert unmatched.returncode == 0, unmatched.stderr
     assert "trainer.epochs: 40 -> 1" in unmatched.stdout
     claims = json.loads((full / "claims.json").read_text())["claims"]

@@ -17,9 +17,9 @@ from repro.figures import main as figures_main
 from repro.figures.claims import evaluate_claims
 from repro.figures.data import load_paper_data
 
+from .commands import REPO, run_module
 from .factory import RunFactory, replica
 
-REPO = Path(__file__).resolve().parents[2]
 P = "neelakantan2015/"
 
 
@@ -33,19 +33,7 @@ def _demo(no_noise: list[float], noise: list[float]) -> list[dict]:
 
 
 def _figures(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "repro.figures", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=180,
-        env={
-            "PYTHONPATH": str(REPO),
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "MPLBACKEND": "Agg",
-            **(env or {}),
-        },
-    )
+    return run_module("repro.figures", *args, cwd=cwd, env=env, timeout=180)
 
 
 def _assert_figure_files(out: Path, stems: list[str]) -> None:

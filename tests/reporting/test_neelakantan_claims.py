@@ -58,7 +58,6 @@ def test_claim1_zero_init(runs: RunFactory, no_noise, noise, verdict) -> None:
     assert claim["requirements"][0]["value"] == pytest.approx(max(no_noise))
     assert claim["effect"]["estimate"] == pytest.approx((sum(noise) - sum(no_noise)) / 8)
     assert claim["effect"]["n"] == 8
-    assert claim["paper_effect"] == pytest.approx(49.7 - 10.1)
 
 
 def test_claim2_baseline_at_chance_is_inconclusive(runs: RunFactory) -> None:
@@ -103,7 +102,6 @@ def test_claim2_simple_init(runs: RunFactory, no_noise, noise, verdict) -> None:
     effect = claims["2c"]["effect"]
     assert effect["n"] == 4
     assert effect["estimate"] == pytest.approx((sum(noise) - sum(no_noise)) / 4)
-    assert claims["2c"]["paper_effect"] == pytest.approx(53.6 - 51.6)
 
 
 def test_claim2_uses_pairing_by_seed_and_learning_rate(runs: RunFactory) -> None:
