@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repro.errors import ConfigError
+
 # Grid keys must be consumed inside the vmapped replica function, where they are traced.
 # Structural keys (model.depth, trainer.batch_size, data.*) change the program: sweep those
 # with Hydra (`-m key=a,b`) instead.
@@ -74,14 +76,14 @@ def stream_keys(seed_keys: jax.Array, stream: int) -> jax.Array:
 
 
 def validate_grid_key(key: str) -> None:
-    """ValueError unless `key` names a hyperparameter the replica function can trace."""
+    """ConfigError unless `key` names a hyperparameter the replica function can trace."""
     if key.startswith(GRID_KEYS_STATIC):
-        raise ValueError(
+        raise ConfigError(
             f"replicas.grid.key={key!r} changes the compiled program; sweep it with Hydra "
             f"multirun instead (e.g. -m {key}=a,b)"
         )
     if not (key.startswith(GRID_KEY_PREFIXES) or key in GRID_KEYS_EXACT):
-        raise ValueError(
+        raise ConfigError(
             f"replicas.grid.key must start with one of {GRID_KEY_PREFIXES} or be one of "
             f"{GRID_KEYS_EXACT}, got {key!r}; sweep other keys with Hydra multirun"
         )
@@ -92,20 +94,20 @@ def expand_replicas(
 ) -> ReplicaPlan:
     """Build the plan: R = seeds * max(1, len(grid_values)) replicas, grid-major."""
     if int(seeds) < 1:
-        raise ValueError(f"replicas.seeds must be >= 1, got {seeds}")
+        raise ConfigError(f"replicas.seeds must be >= 1, got {seeds}")
     if int(seed) < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise ConfigError(f"seed must be >= 0, got {seed}")
     values: tuple[float, ...] = ()
     if grid_key is not None:
         validate_grid_key(grid_key)
         if not grid_values:
-            raise ValueError(
+            raise ConfigError(
                 f"replicas.grid.values must be a non-empty list when grid.key={grid_key!r}"
             )
         try:
             values = tuple(float(v) for v in grid_values)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ConfigError(
                 f"replicas.grid.values must be numbers, got {list(grid_values)!r}"
             ) from None
     num_values = max(1, len(values))
