@@ -6,7 +6,9 @@
 
 Runs `python -m repro.train -m experiment=demo sweep_name=demo`, then
 `python -m repro.figures demo` -> paper_figures/demo/ (tables.md, curves.png/pdf,
-claims.json, README.md). The cells and the sanity claim live in repro/figures/demo.py.
+claims.json, replicas.csv, README.md). With overrides that change results (a smoke run) the
+figures go to $REPRO_OUTPUT_ROOT/figures/demo/ instead, matched to the runs by those overrides.
+The cells and the sanity claims live in repro/figures/demo.py.
 """
 
 import sys

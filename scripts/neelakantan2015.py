@@ -7,8 +7,9 @@
 
 Runs `python -m repro.train -m experiment=neelakantan2015/<cell>,... sweep_name=neelakantan2015`
 (outputs under ${REPRO_OUTPUT_ROOT:-outputs}/multirun/neelakantan2015/), then
-`python -m repro.figures neelakantan2015` -> paper_figures/neelakantan2015/. The cells, the
-paper's numbers and the claim rules live in repro/figures/neelakantan2015.py.
+`python -m repro.figures neelakantan2015` -> paper_figures/neelakantan2015/ (a smoke run's
+figures: $REPRO_OUTPUT_ROOT/figures/neelakantan2015/). The cells, the paper's numbers and the
+claim rules live in repro/figures/neelakantan2015.py.
 """
 
 import sys
