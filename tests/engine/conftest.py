@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -86,3 +89,19 @@ def _read_metrics(workdir: Path, timing: bool = True) -> list[dict[str, Any]]:
 def read_metrics() -> Callable[..., list[dict[str, Any]]]:
     """read_metrics(workdir, timing=True) -> the records of workdir/metrics.jsonl."""
     return _read_metrics
+
+
+def _final_params(workdir: Path) -> Any:
+    manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
+    restored = manager.restore(
+        manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    )
+    manager.close()
+    return jax.tree.map(np.asarray, restored["state"]["replicas"]["params"])
+
+
+@pytest.fixture
+def final_params() -> Callable[[Path], Any]:
+    """final_params(workdir) -> the replicas' parameters (numpy, leading axis R) of the
+    latest checkpoint in workdir/checkpoints."""
+    return _final_params

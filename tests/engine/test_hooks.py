@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from repro.data import make_linear_regression
+from repro.engine import train_and_evaluate
 from repro.engine.hooks import GradientNoiseStrength, HessianTopEigenvalue, HookContext
 from repro.engine.steps import ReplicaModel
 from repro.engine.tasks import Task, get_task
@@ -139,3 +141,48 @@ def test_hessian_top_eigenvalue_is_the_largest_not_the_largest_in_magnitude() ->
     params = [_linear_params(np.random.default_rng(6), use_bias=False)]
     values = HessianTopEigenvalue(num_examples=3)(_context(program, params, data))
     np.testing.assert_allclose(np.asarray(values["top_eigenvalue"]), [2 / 3], rtol=1e-3)
+
+
+def test_hooks_in_a_training_run_match_the_closed_forms(
+    compose_cfg, read_metrics, final_params, tmp_path
+) -> None:
+    """Through the engine: the last epoch's hook values are those of the final parameters on
+    the first examples of the training set (data.dim=3: a 4 x 4 Hessian)."""
+    train_and_evaluate(
+        compose_cfg(
+            "~experiment",
+            "name=test",
+            "trainer.epochs=1",
+            "trainer.progress=never",
+            "noise=none",
+            "data=linear_regression",
+            "data.num_train=512",
+            "data.num_test=64",
+            "data.dim=3",
+            "model=linear",
+            "task=mse",
+            "trainer.batch_size=16",
+            "optimizer.learning_rate=0.05",
+            "replicas.seeds=2",
+            "+diagnostics.noise._target_=repro.engine.hooks.GradientNoiseStrength",
+            "+diagnostics.noise.num_examples=100",
+            "+diagnostics.hessian._target_=repro.engine.hooks.HessianTopEigenvalue",
+            "+diagnostics.hessian.num_examples=256",
+            # x ~ N(0, I): lambda_2 / lambda_1 = 0.963, so 20 iterations are 0.6% off
+            "+diagnostics.hessian.iterations=300",
+            tiny=False,
+        ),
+        tmp_path,
+    )
+    record = read_metrics(tmp_path)[-1]
+    arrays = make_linear_regression(num_train=512, num_test=64, dim=3, seed=0).train_arrays()
+    data = {"x": np.asarray(arrays["x"]), "y": np.asarray(arrays["y"])[:, 0]}
+    params = final_params(tmp_path)
+    for r in range(2):
+        replica = jax.tree.map(lambda v, r=r: v[r], params)
+        strength, loss = _numpy_noise_strength(replica, data, 100)
+        np.testing.assert_allclose(record["noise/noise_strength"][r], strength, rtol=1e-5)
+        np.testing.assert_allclose(record["noise/loss"][r], loss, rtol=1e-5)
+    a = np.concatenate([data["x"][:256], np.ones((256, 1))], axis=1).astype(np.float64)
+    expected = np.linalg.eigvalsh(a.T @ a / 256)[-1]
+    np.testing.assert_allclose(record["hessian/top_eigenvalue"], [expected] * 2, rtol=1e-3)

@@ -12,11 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from repro.data import ArrayStream
@@ -33,16 +34,8 @@ STREAM = ("data=digits_stream",)
 PIECES = ("trainer.stream_chunk_steps=5",)
 
 
-def _final_params(workdir: Path) -> dict:
-    manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
-    step = manager.latest_step()
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    manager.close()
-    return jax.tree.map(np.asarray, restored["state"]["replicas"]["params"])
-
-
-def _assert_same_params(a: Path, b: Path) -> None:
-    pa, pb = _final_params(a), _final_params(b)
+def _assert_same_params(final_params: Callable[[Path], Any], a: Path, b: Path) -> None:
+    pa, pb = final_params(a), final_params(b)
     assert jax.tree.structure(pa) == jax.tree.structure(pb)
     for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True):
         np.testing.assert_array_equal(x, y)
@@ -85,7 +78,7 @@ def test_array_stream_batches_are_the_resident_batches() -> None:
     ids=["additive_noise", "noise_enhancement_streamed_test"],
 )
 def test_streamed_run_is_bit_identical_to_resident_run(
-    compose_cfg, read_metrics, tmp_path: Path, overrides: tuple[str, ...]
+    compose_cfg, read_metrics, final_params, tmp_path: Path, overrides: tuple[str, ...]
 ) -> None:
     resident_overrides = [o for o in overrides if not o.startswith("data.")]
     resident = train_and_evaluate(compose_cfg(*resident_overrides), tmp_path / "resident")
@@ -96,10 +89,12 @@ def test_streamed_run_is_bit_identical_to_resident_run(
     )
     assert streamed["replicas"] == resident["replicas"]
     assert resident["replicas"][0]["final"] != resident["replicas"][1]["final"]
-    _assert_same_params(tmp_path / "resident", tmp_path / "stream")
+    _assert_same_params(final_params, tmp_path / "resident", tmp_path / "stream")
 
 
-def test_streamed_run_resumes_bit_identically(compose_cfg, read_metrics, tmp_path: Path) -> None:
+def test_streamed_run_resumes_bit_identically(
+    compose_cfg, read_metrics, final_params, tmp_path: Path
+) -> None:
     """Checkpoints at every chunk end; resume once from mid-epoch 2 and once from the end of
     epoch 1 (fed serially, without the prefetch thread): both continue with the exact
     batches and end as the uninterrupted run."""
@@ -131,7 +126,7 @@ def test_streamed_run_resumes_bit_identically(compose_cfg, read_metrics, tmp_pat
         assert resumed["metadata"]["resumed_from_step"] == resume_step
         assert read_metrics(run, timing=False) == records
         assert resumed["replicas"] == full["replicas"]
-        _assert_same_params(tmp_path / "full", run)
+        _assert_same_params(final_params, tmp_path / "full", run)
 
 
 def test_stream_config_errors_before_compiling(compose_cfg, tmp_path: Path) -> None:
