@@ -9,6 +9,7 @@ finished run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -24,6 +25,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config_resolved.yaml"
 CHECKPOINT_DIR = "checkpoints"
+log = logging.getLogger(__name__)
 
 
 def jsonable(value: Any) -> Any:
@@ -186,7 +188,8 @@ class MetricsLog:
 
     def reconcile(self) -> str | None:
         """Make the file hold exactly this run's records; say why it had to be rewritten
-        (deleted, edited or appended to by someone else during the run), or None."""
+        (deleted, edited or appended to by someone else during the run; also logged), or
+        None."""
         try:
             on_disk: list[dict[str, Any]] | None = self.read()
         except RunDirError:
@@ -200,7 +203,9 @@ class MetricsLog:
                 "records differed"
             )
         self._rewrite(self.records)
-        return f"{self.path.name} {why}; rewritten from the records of this run"
+        note = f"{self.path.name} {why}; rewritten from the records of this run"
+        log.warning("%s: %s", self.path.parent, note)
+        return note
 
 
 def _line(record: Mapping[str, Any]) -> str:

@@ -39,6 +39,7 @@ from repro.engine.checkpointing import Checkpointer
 from repro.engine.epoch_loop import RunClock, run_epochs
 from repro.engine.experiment import Experiment, build_experiment
 from repro.engine.progress import Progress
+from repro.engine.run_dir import RunLock
 from repro.engine.run_spec import RunSpec, TrainerSpec, run_spec
 from repro.engine.summary import build_summary
 from repro.engine.train_state import TrainState
@@ -56,15 +57,23 @@ class Resumed:
 
 
 def restore_or_start(
-    checkpointer: Checkpointer, state: TrainState, metrics_log: out.MetricsLog, exp: Experiment
+    checkpointer: Checkpointer,
+    state: TrainState,
+    metrics_log: out.MetricsLog,
+    exp: Experiment,
+    eval_every_epochs: int,
 ) -> tuple[TrainState, Resumed]:
-    """The latest checkpoint's state (and metrics cut back to its epoch), else `state`."""
+    """The newest intact checkpoint's state (and metrics cut back to its epoch, which must
+    then hold every evaluated epoch before it), else `state`."""
     if checkpointer.latest_step() is None:
-        metrics_log.truncate_after_epoch(-1)
+        metrics_log.truncate_after_epoch(-1, [])
         return state, Resumed(None, 0.0)
     state, meta = checkpointer.restore(state)
     step = int(state.step)
-    metrics_log.truncate_after_epoch(step // exp.steps_per_epoch)
+    done = step // exp.steps_per_epoch
+    metrics_log.truncate_after_epoch(
+        done, out.evaluated_epochs(exp.epochs, eval_every_epochs, through=done)
+    )
     return state, Resumed(step, float(meta.get("wall_time_s", 0.0)))
 
 
@@ -110,6 +119,7 @@ class _Trained:
     logger: Logger
     metrics_log: out.MetricsLog
     exit_code: int = 1  # what the logger is told at the end (0 once the summary is written)
+    checkpoint: dict[str, Any] | None = None  # Checkpointer.save_report of the final step
 
 
 def _train(
@@ -121,7 +131,9 @@ def _train(
     metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
     checkpointer = _checkpointer(workdir, trainer)
     stack.callback(checkpointer.close)
-    state, resumed = restore_or_start(checkpointer, exp.initial_state, metrics_log, exp)
+    state, resumed = restore_or_start(
+        checkpointer, exp.initial_state, metrics_log, exp, trainer.eval_every_epochs
+    )
     logger = build_logger(
         spec.plain.get("logger"), spec.container, workdir, f"{spec.plain['name']}/{workdir.name}"
     )
@@ -148,7 +160,7 @@ def _train(
         clock=clock,
         callbacks=callbacks,
     )
-    checkpointer.wait()
+    trained.checkpoint = checkpointer.save_report(exp.total_steps)
     return trained
 
 
@@ -160,23 +172,35 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     start_time = run_metadata.now_iso()
     wall_start = time.perf_counter()
     spec = run_spec(cfg)
-    work = open_workdir(workdir, spec.container, spec.trainer.overwrite)
-    if work.state is WorkdirState.FINISHED:
-        return {**(work.finished_summary or {}), "already_finished": True}
-    save_config(work, spec.container)
-    exp = build_experiment(spec)
-    with contextlib.ExitStack() as stack:
-        stack.callback(exp.close)
-        trained = _train(spec, exp, work.path, stack)
-        summary = build_summary(
-            spec.container,
-            trained.metrics_log.read(),
-            steps=exp.total_steps,
-            diverged_step=np.asarray(trained.state.replicas.diverged_step).tolist(),
-        )
-        summary["metadata"] = _metadata(spec, exp, start_time, wall_start, trained.resumed)
-        summary["overrides"] = _hydra_overrides()
-        out.write_json_atomic(work.path / out.SUMMARY_FILE, summary)
-        trained.logger.log_summary(summary)
-        trained.exit_code = 0
+    # One process per run directory, from before it is read until its summary is
+    # written (run_dir.py); the OS releases the lock of a killed process.
+    with RunLock(workdir):
+        work = open_workdir(workdir, spec.container, spec.trainer.overwrite)
+        if work.state is WorkdirState.FINISHED:
+            return {**(work.finished_summary or {}), "already_finished": True}
+        save_config(work, spec.container)
+        exp = build_experiment(spec)
+        with contextlib.ExitStack() as stack:
+            stack.callback(exp.close)
+            trained = _train(spec, exp, work.path, stack)
+            # This run's records (what it resumed with and appended), every evaluated epoch
+            # once; metrics.jsonl is rewritten from them if it changed behind the run's back.
+            metrics_note = trained.metrics_log.reconcile()
+            records = trained.metrics_log.records
+            trained.metrics_log.check(
+                records, out.evaluated_epochs(exp.epochs, spec.trainer.eval_every_epochs)
+            )
+            summary = build_summary(
+                spec.container,
+                records,
+                steps=exp.total_steps,
+                diverged_step=np.asarray(trained.state.replicas.diverged_step).tolist(),
+            )
+            summary["metadata"] = _metadata(spec, exp, start_time, wall_start, trained.resumed)
+            summary["overrides"] = _hydra_overrides()
+            summary["checkpoint"] = trained.checkpoint
+            summary["metrics_log"] = metrics_note
+            out.write_json_atomic(work.path / out.SUMMARY_FILE, summary)
+            trained.logger.log_summary(summary)
+            trained.exit_code = 0
     return summary

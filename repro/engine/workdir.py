@@ -81,4 +81,5 @@ def open_workdir(path: str | Path, container: Mapping[str, Any], overwrite: bool
 
 def save_config(workdir: Workdir, container: Mapping[str, Any]) -> None:
     """Store the run's resolved config (what the next start compares against)."""
-    OmegaConf.save(OmegaConf.create(dict(container)), workdir.path / out.CONFIG_FILE)
+    text = OmegaConf.to_yaml(OmegaConf.create(dict(container)))
+    out.write_text_atomic(workdir.path / out.CONFIG_FILE, text)

@@ -8,12 +8,15 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
+from repro.engine import train_and_evaluate
 from repro.engine.checkpointing import (
     DIGEST_KEY,
     Checkpointer,
@@ -151,3 +154,68 @@ def test_describe_cause_finds_the_os_error() -> None:
         raise RuntimeError("save failed") from error
     except RuntimeError as wrapped:
         assert describe_cause(wrapped) == "No space left on device (OSError: /x/meta)"
+
+
+def _failing_saves(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Every save fails the way a full disk makes it fail: at once, or in Orbax's background
+    thread (raised by the next wait)."""
+    if how == "at once":
+
+        def save(self: Any, step: int, **kwargs: Any) -> bool:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.directory))
+
+        monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+        return
+    pending: list[int] = []
+    original_wait = ocp.CheckpointManager.wait_until_finished
+
+    def save_in_background(self: Any, step: int, **kwargs: Any) -> bool:
+        pending.append(step)
+        return True
+
+    def wait(self: Any) -> None:
+        original_wait(self)
+        if pending:
+            pending.clear()
+            raise ValueError(TENSORSTORE_ENOSPC)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save_in_background)
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait)
+
+
+@pytest.mark.parametrize("how", ["at once", "in the background"])
+def test_a_finished_run_survives_a_failing_final_save(
+    compose_cfg: Callable[..., Any],
+    read_metrics: Callable[..., list[dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+) -> None:
+    cfg = compose_cfg("trainer.checkpoint_every_epochs=0")  # only the final save
+    workdir = tmp_path / "run"
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING):
+        _failing_saves(patch, how)
+        summary = train_and_evaluate(cfg, workdir)
+    assert summary["status"] == "finished"
+    report = summary["checkpoint"]
+    assert report["final_save"] == "failed" and report["step"] == summary["steps"]
+    assert report["error"].startswith("No space left on device")
+    assert json.loads((workdir / "summary.json").read_text())["checkpoint"] == report
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(
+        f"checkpoint of step {summary['steps']} not saved in {workdir.absolute()}/checkpoints: "
+        "No space left on device"
+    )
+    again = train_and_evaluate(cfg, workdir)  # finished: not started over
+    assert again["already_finished"] and again["replicas"] == summary["replicas"]
+
+
+def test_a_saved_final_checkpoint_is_reported(
+    compose_cfg: Callable[..., Any], tmp_path: Path
+) -> None:
+    summary = train_and_evaluate(compose_cfg("trainer.epochs=1"), tmp_path / "run")
+    assert summary["checkpoint"] == {"final_save": "ok", "step": summary["steps"]}
+    assert summary["metrics_log"] is None
