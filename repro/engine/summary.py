@@ -56,6 +56,12 @@ def best_epoch(records: list[dict[str, Any]], metric: str, mode: str, index: int
     return {metric: value, "epoch": epoch}
 
 
+def final_record(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The record of the last epoch (the largest `epoch`), not simply the last line: a file
+    that a second writer appended to can end with an older epoch."""
+    return dict(max(records, key=lambda r: int(r["epoch"]))) if records else {}
+
+
 def _per_replica_keys(last: Mapping[str, Any]) -> list[str]:
     return [k for k, v in last.items() if isinstance(v, list) and k != "diverged"]
 
@@ -67,7 +73,7 @@ def _replica_entries(
     mode: str,
     diverged_step: Sequence[int] | None,
 ) -> list[dict[str, Any]]:
-    last = records[-1] if records else {}
+    last = final_record(records)
     keys = _per_replica_keys(last)
     diverged = last.get("diverged") or [False] * plan.num_replicas
     entries = []
@@ -118,7 +124,7 @@ def build_summary(
     """
     plan = rep.plan_from_config(config)
     metric, mode, how = objective_spec(config)
-    last = records[-1] if records else {}
+    last = final_record(records)
     aggregate, by_grid = _aggregates(plan, last)
     return {
         "status": "finished",

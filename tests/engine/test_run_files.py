@@ -9,12 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from omegaconf import DictConfig, OmegaConf
 
 from repro.engine import outputs as out
+from repro.engine.replicas import plan_from_config
 from repro.engine.run_dir import RunDirBusyError, RunDirError, RunLock
+from repro.engine.summary import build_summary
 from repro.errors import ConfigError
 
 
@@ -123,3 +127,18 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_no_temp_file(tmp_path: Pat
         out.write_json_atomic(path, {"status": "new", "bad": object()})
     assert json.loads(path.read_text()) == {"status": "finished"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.SUMMARY_FILE]
+
+
+def test_the_final_record_is_the_last_epoch_not_the_last_line(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """A file a second writer appended to ended with its older epoch; the summary's final
+    numbers must be those of the last epoch."""
+    config = OmegaConf.to_container(compose_cfg(), resolve=True)
+    replicas = plan_from_config(config).num_replicas
+    records = [
+        {"epoch": e, "step": 10 * e, "test_accuracy": [e / 10] * replicas} for e in (1, 2, 1)
+    ]
+    summary = build_summary(config, records, steps=20)
+    assert summary["objective"] == 0.2
+    assert summary["replicas"][0]["final"] == {"test_accuracy": 0.2}
