@@ -56,7 +56,11 @@ def _judged(data: PaperData, claim: Claim) -> dict[str, Any]:
         judged = claim.judge(data, data.spec.unit)
     except NotEvaluableError as error:
         return {"verdict": INCONCLUSIVE, "reason": str(error)}
-    failed = [check["rule"] for check in judged["preconditions"] if not check["passed"]]
+    failed = [
+        f"{check['rule']}, is {check['value']:.2f}"
+        for check in judged["preconditions"]
+        if not check["passed"]
+    ]
     judged["reason"] = ("precondition failed: " + "; ".join(failed)) if failed else ""
     return judged
 

@@ -106,7 +106,7 @@ PAPER = PaperSpec(
     claims=CLAIMS,
     plot=plot,
     sweeps=("demo",),
-    citation="no paper: a sanity check of the pipeline (Neelakantan et al. 2015, arXiv "
-    "1511.06807, in miniature)",
+    citation="none; a check of the pipeline on Neelakantan et al. 2015 (arXiv:1511.06807, "
+    "Table 1) in miniature, on scikit-learn's digits",
     script="scripts/demo.py",
 )

@@ -290,11 +290,11 @@ class Claim:
         sentences = []
         if self.preconditions:
             checks = "; ".join(check.text(unit) for check in self.preconditions)
-            sentences.append(f"Judged only if {checks} (else inconclusive).")
+            sentences.append(f"Judged only if {checks}; otherwise inconclusive.")
         holds = [check.text(unit) for check in self.requirements]
         if self.comparison is not None:
             holds.append(self.comparison.text(unit))
-        sentences.append(f"Holds if {' and '.join(holds)} (else not reproduced).")
+        sentences.append(f"Holds if {' and '.join(holds)}; otherwise not reproduced.")
         if self.comparison is not None:
             sentences.append(self.comparison.compatibility_text(self.paper_effect, unit))
         return " ".join(sentences)
