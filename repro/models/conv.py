@@ -39,7 +39,8 @@ jax 0.10.2, batch 128, ms per step, medians of 5 interleaved rounds):
 SmallCNN (4.6-5x with 4 replicas) and 26x for ResNet-20, and as fast as or faster than XLA's
 conv at top level. At top level (a jit called from Python per step, where XLA canonicalizes)
 XLA's conv is 1.6-2.5x faster; use "xla" there and on accelerators, whose conv backward passes
-are unaffected. Both give the same numbers up to float32 summation
+are unaffected. The default ``impl="auto"`` picks "matmul" on the CPU backend and "xla" on
+any other (:func:`resolve_conv_impl`). Both give the same numbers up to float32 summation
 order (tests/models/test_conv.py).
 """
 
@@ -54,7 +55,23 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-CONV_IMPLS: tuple[str, ...] = ("matmul", "xla")
+CONV_IMPLS: tuple[str, ...] = ("auto", "matmul", "xla")
+"""``impl`` values: ``"auto"`` (default) is :func:`resolve_conv_impl` of the backend."""
+
+
+def resolve_conv_impl(impl: str) -> str:
+    """``"matmul"`` or ``"xla"``: ``impl`` itself, or for ``"auto"`` the choice for the backend.
+
+    ``jax.default_backend()`` ``"cpu"`` -> ``"matmul"`` (the convs of a loop body's backward
+    pass run through XLA:CPU's generic emitter, above); anything else (GPU, TPU) ->
+    ``"xla"``: accelerators run those convs natively, and im2col materializes every patch,
+    multiplying the activation memory by the kernel's tap count (11-29x for Jasper 10x5).
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"impl must be one of {list(CONV_IMPLS)}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    return "matmul" if jax.default_backend() == "cpu" else "xla"
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 
@@ -101,12 +118,12 @@ def conv(
     padding: Padding = "VALID",
     dilation: int | Sequence[int] | None = None,
     feature_group_count: int = 1,
-    impl: str = "matmul",
+    impl: str = "auto",
 ) -> jax.Array:
     """The convolution of the module docstring: ``x [N, *S, C_in]``, ``kernel [*k, C_in / G,
-    C_out]`` -> ``[N, *S_out, C_out]``; ``impl`` "matmul" (im2col) or "xla"."""
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"impl must be one of {list(CONV_IMPLS)}, got {impl!r}")
+    C_out]`` -> ``[N, *S_out, C_out]``; ``impl`` "matmul" (im2col), "xla" or "auto" (by
+    backend, :func:`resolve_conv_impl`)."""
+    impl = resolve_conv_impl(impl)
     n = kernel.ndim - 2
     if x.ndim != n + 2:
         raise ValueError(f"x must have {n + 2} axes for a {n}-D kernel, got shape {x.shape}")
@@ -181,7 +198,7 @@ class Conv(nn.Module):
     use_bias: bool = True
     kernel_init: Any = nn.initializers.lecun_normal()
     bias_init: Any = nn.initializers.zeros
-    impl: str = "matmul"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

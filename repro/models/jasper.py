@@ -100,15 +100,17 @@ def conv1d(
     stride: int = 1,
     dilation: int = 1,
     depthwise: bool = False,
-    impl: str = "matmul",
+    impl: str = "auto",
 ) -> jax.Array:
     """1-D convolution with symmetric zero padding ``d (k - 1) / 2`` (odd k).
 
     ``out[b, j, o] = sum_{i, c} pad(h)[b, stride j + d i, c] kernel[i, c, o]``; depthwise,
     with a kernel ``[k, 1, C]``: ``out[b, j, c] = sum_i pad(h)[b, stride j + d i, c]
-    kernel[i, 0, c]``. ``impl`` "matmul" (im2col; default because XLA:CPU runs conv
-    gradients inside ``while_loop`` bodies through its slow generic emitter -- measured 80 ms
-    vs 2 ms per step of a 4-conv stack) or "xla"; see ``repro.models.conv``.
+    kernel[i, 0, c]``. ``impl`` "matmul" (im2col; the choice on CPU because XLA:CPU runs
+    conv gradients inside ``while_loop`` bodies through its slow generic emitter -- measured
+    80 ms vs 2 ms per step of a 4-conv stack), "xla", or "auto" (default: "matmul" on CPU,
+    "xla" on GPU/TPU, where im2col would multiply activation memory by the kernel size); see
+    ``repro.models.conv``.
     """
     half = dilation * (kernel.shape[0] - 1) // 2
     return conv(
@@ -220,8 +222,9 @@ class Jasper(nn.Module):
       kernel_init_name: conv kernel initializer (Jasper/OpenSeq2Seq: Xavier = "glorot").
       bn_momentum, bn_epsilon: batch norm running-average momentum and epsilon (0.9, 1e-3 as
         in OpenSeq2Seq's Jasper configs).
-      conv_impl: "matmul" (im2col einsum; fast in CPU training loops) or "xla"
-        (``lax.conv_general_dilated``); see ``conv1d``.
+      conv_impl: "auto" (default: "matmul" on the CPU backend, "xla" on GPU/TPU), "matmul"
+        (im2col einsum; fast in CPU training loops) or "xla" (``lax.conv_general_dilated``);
+        see ``conv1d``.
     """
 
     input_keys: ClassVar[tuple[str, ...]] = ("x", "x_paddings")
@@ -245,7 +248,7 @@ class Jasper(nn.Module):
     kernel_init_name: str = "glorot"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-3
-    conv_impl: str = "matmul"
+    conv_impl: str = "auto"
 
     def __post_init__(self) -> None:
         # Hydra hands lists as ListConfig: store hashable tuples, expanded per block.

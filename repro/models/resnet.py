@@ -122,8 +122,9 @@ class ResNet(nn.Module):
         ("he" = N(0, 2 / fan_in) is He et al.'s choice).
       bn_momentum, bn_epsilon: BatchNorm running-average momentum and epsilon.
       zero_init_residual: start every residual branch at zero (last BN scale 0; v1 only).
-      conv_impl: "matmul" (im2col + one dot; the fast choice for CPU training loops) or
-        "xla" (``lax.conv_general_dilated``; for accelerators); see ``repro.models.conv``.
+      conv_impl: "auto" (default: "matmul" on the CPU backend, "xla" on GPU/TPU), "matmul"
+        (im2col + one dot; the fast choice for CPU training loops) or "xla"
+        (``lax.conv_general_dilated``; for accelerators); see ``repro.models.conv``.
     """
 
     depth: int = 20
@@ -136,7 +137,7 @@ class ResNet(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     zero_init_residual: bool = False
-    conv_impl: str = "matmul"
+    conv_impl: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("style", self.style, STYLES)

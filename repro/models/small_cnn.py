@@ -50,8 +50,9 @@ class SmallCNN(nn.Module):
       pool: "max" or "avg".
       activation, kernel_init_name, init_scale, bias_init, dropout_rate: as in ``DeepMLP``;
         dropout follows every dense hidden layer, active only when ``train=True``.
-      conv_impl: "matmul" (im2col + one dot; the fast choice for CPU training loops) or
-        "xla" (``lax.conv_general_dilated``; for accelerators); see ``repro.models.conv``.
+      conv_impl: "auto" (default: "matmul" on the CPU backend, "xla" on GPU/TPU), "matmul"
+        (im2col + one dot; the fast choice for CPU training loops) or "xla"
+        (``lax.conv_general_dilated``; for accelerators); see ``repro.models.conv``.
     """
 
     num_outputs: int = 10
@@ -65,7 +66,7 @@ class SmallCNN(nn.Module):
     init_scale: float = 0.02
     bias_init: float | str = 0.0
     dropout_rate: float = 0.0
-    conv_impl: str = "matmul"
+    conv_impl: str = "auto"
 
     def __post_init__(self) -> None:
         # Hydra hands lists as ListConfig: store hashable tuples.

@@ -118,7 +118,7 @@ def add_noise(
     seed: int | None = None,
     anneal: bool = True,
     generator: str = "threefry_boxmuller",
-    layout: str = "chunked",
+    layout: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""Add annealed Gaussian noise to the updates (Neelakantan et al., 2015).
 
@@ -149,8 +149,9 @@ def add_noise(
       anneal: ``False`` keeps the variance fixed at :math:`\eta_t` (the paper's ablation).
       generator: ``"threefry_boxmuller"`` (default, fast), ``"jax"`` (``jax.random.normal``
         with the same per-path keys) or ``"optax"`` (optax's exact stream, positional keys).
-      layout: ``"chunked"`` (default) or ``"per_leaf"``: how ``threefry_boxmuller`` is
-        computed (same numbers; see :data:`repro.optim.noise_tree.LAYOUTS`).
+      layout: ``"auto"`` (default: ``"chunked"`` on CPU, ``"per_leaf"`` on GPU/TPU),
+        ``"chunked"`` or ``"per_leaf"``: how ``threefry_boxmuller`` is computed (same
+        numbers; see :data:`repro.optim.noise_tree.LAYOUTS`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``params`` and extra arguments are
@@ -210,7 +211,7 @@ def noisy_sgd(
     seed: int | None = None,
     anneal: bool = True,
     generator: str = "threefry_boxmuller",
-    layout: str = "chunked",
+    layout: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""SGD with annealed Gaussian gradient noise (Neelakantan et al., 2015).
 

@@ -1,6 +1,7 @@
 """repro.models.conv: the im2col ("matmul") convolution equals XLA's, forward and gradients,
 for 1-D and 2-D convs with strides, SAME/VALID/explicit padding, dilation and feature groups;
-the Conv module keeps nn.Conv's parameters; SmallCNN and ResNet agree across conv_impl.
+the Conv module keeps nn.Conv's parameters; SmallCNN and ResNet agree across conv_impl;
+``conv_impl="auto"`` (every conv model's default) is "matmul" on CPU, "xla" on GPU/TPU.
 
 Tolerances: float32 sums of at most a few hundred O(1) products in a different order;
 atol = rtol = 1e-5 (observed differences are ~1e-6); whole-model gradients 1e-4.
@@ -13,11 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
-from repro.models import ResNet, SmallCNN
-from repro.models.conv import Conv, conv
+from repro.models import Jasper, ResNet, SmallCNN
+from repro.models.conv import Conv, conv, resolve_conv_impl
+from repro.train import CONFIG_DIR
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
+BAD_CONV_IMPL = r"conv_impl must be one of \['auto', 'matmul', 'xla'\]"
 
 CASES = [
     # (spatial, kernel, strides, padding, dilation, groups)
@@ -120,8 +125,8 @@ def test_models_agree_across_conv_impls(model_cls, shape) -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: SmallCNN(conv_impl="fft"), r"conv_impl must be one of \['matmul', 'xla'\]"),
-        (lambda: ResNet(conv_impl="fft"), r"conv_impl must be one of \['matmul', 'xla'\]"),
+        (lambda: SmallCNN(conv_impl="fft"), BAD_CONV_IMPL),
+        (lambda: ResNet(conv_impl="fft"), BAD_CONV_IMPL),
         (lambda: conv(jnp.ones((1, 5, 2)), jnp.ones((3, 2, 2)), impl="fft"), r"impl must be"),
         (lambda: conv(jnp.ones((1, 5, 2)), jnp.ones((3, 2, 2)), padding="FULL"), "padding"),
         (lambda: conv(jnp.ones((1, 5, 3)), jnp.ones((3, 2, 2))), "channels do not fit"),
@@ -131,3 +136,59 @@ def test_bad_arguments_raise_one_line_value_errors(build, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         build()
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- auto by backend
+
+BACKENDS = [("cpu", "matmul"), ("gpu", "xla"), ("tpu", "xla")]
+
+
+def _lowers_to_xla_conv(fn, *args) -> bool:
+    return "stablehlo.convolution" in jax.jit(fn).lower(*args).as_text()
+
+
+@pytest.mark.parametrize(("backend", "expected"), BACKENDS)
+def test_auto_conv_impl_follows_the_backend(monkeypatch, backend: str, expected: str) -> None:
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert resolve_conv_impl("auto") == expected
+    assert [resolve_conv_impl(impl) for impl in ("matmul", "xla")] == ["matmul", "xla"]
+    x, kernel = jnp.ones((1, 6, 6, 1)), jnp.ones((3, 3, 1, 2))
+    assert _lowers_to_xla_conv(lambda x, k: conv(x, k), x, kernel) == (expected == "xla")
+
+
+@pytest.mark.parametrize(("backend", "expected"), BACKENDS)
+@pytest.mark.parametrize(
+    ("model", "shape"),
+    [
+        (SmallCNN(), (2, 16, 16, 1)),
+        (ResNet(depth=8), (2, 8, 8, 3)),
+        (Jasper(num_outputs=5, filters=(8, 8), prologue_filters=8, epilogue_filters=(8, 8)),
+         (2, 16, 4)),
+    ],
+    ids=["small_cnn", "resnet", "jasper"],
+)
+def test_conv_models_default_to_auto(monkeypatch, model, shape, backend, expected) -> None:
+    assert model.conv_impl == "auto"
+    x = jnp.ones(shape)
+    variables = model.init(jax.random.key(0), x, train=False)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    lowered = _lowers_to_xla_conv(lambda v, x: model.apply(v, x, train=False), variables, x)
+    assert lowered == (expected == "xla")
+
+
+def test_auto_is_bit_identical_to_matmul_on_cpu() -> None:
+    assert jax.default_backend() == "cpu"
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
+    variables = SmallCNN().init(jax.random.key(0), x, train=False)
+    want = SmallCNN(conv_impl="matmul").apply(variables, x, train=False)
+    np.testing.assert_array_equal(SmallCNN().apply(variables, x, train=False), want)
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet", "jasper", "jasper_5x3", "jasper_10x5"])
+def test_conv_model_configs_default_to_auto(name: str) -> None:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            assert compose("config", overrides=[f"model={name}"]).model.conv_impl == "auto"
+    finally:
+        GlobalHydra.instance().clear()

@@ -237,7 +237,7 @@ def test_engine_passes_declared_inputs_and_tuple_outputs() -> None:
         ({"filters": (8, 8, 8)}, r"filters must have a length dividing blocks=2"),
         ({"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
         ({"residual": "skip"}, r"residual must be one of \['none', 'block', 'dense'\]"),
-        ({"conv_impl": "fft"}, r"conv_impl must be one of \['matmul', 'xla'\]"),
+        ({"conv_impl": "fft"}, r"conv_impl must be one of \['auto', 'matmul', 'xla'\]"),
         ({"blocks": 0}, r"blocks must be an integer >= 1, got 0"),
         ({"epilogue_kernels": (11,)}, r"epilogue_filters, epilogue_kernels and epilogue_dila"),
         ({"num_outputs": 1}, r"num_outputs must be an integer >= 2, got 1"),

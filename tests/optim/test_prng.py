@@ -17,7 +17,8 @@ from jax._src.random.threefry2x32 import threefry2x32_p
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 from scipy import stats
 
-from repro.optim import elementary, prng
+import repro.optim as ro
+from repro.optim import elementary, noise_tree, prng
 
 N = 1 << 20  # normals per statistical test
 
@@ -274,6 +275,31 @@ def test_optax_generator_keys_leaves_by_position():
     one = prng.tree_normal_like(key, {"b": jnp.zeros(4)}, generator="optax")["b"]
     two = prng.tree_normal_like(key, {"a": jnp.zeros(4), "b": jnp.zeros(4)}, generator="optax")
     assert not np.allclose(np.asarray(one), np.asarray(two["b"]))
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"), [("cpu", "chunked"), ("gpu", "per_leaf"), ("tpu", "per_leaf")]
+)
+def test_auto_layout_follows_the_backend(monkeypatch, backend: str, expected: str):
+    """The default layout: chunked on CPU; per_leaf elsewhere (no whole-tree noise array,
+    which ``chunked`` computes inside a ``cond``, on every device)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert noise_tree.resolve_layout("auto") == expected
+    for explicit in ("chunked", "per_leaf"):
+        assert noise_tree.resolve_layout(explicit) == explicit
+    tree = {"w": jnp.zeros((33, 7)), "b": jnp.zeros(7)}
+    for tx in (ro.add_noise(1.0, 0.0, 0), ro.noisy_sgd(0.1, 1.0, 0.0, key=0)):
+        lowered = jax.jit(tx.update).lower(tree, tx.init(tree)).as_text()
+        assert ("stablehlo.case" in lowered) == (expected == "chunked")
+
+
+def test_auto_layout_is_bit_identical_to_chunked_on_cpu():
+    assert jax.default_backend() == "cpu"
+    tree = {"w": jnp.zeros((33, 7)), "b": jnp.zeros(7)}
+    got = ro.add_noise(1.0, 0.0, 0).update(tree, ro.add_noise(1.0, 0.0, 0).init(tree))[0]
+    chunked = ro.add_noise(1.0, 0.0, 0, layout="chunked")
+    want = chunked.update(tree, chunked.init(tree))[0]
+    jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_bad_generator_or_layout_names():
