@@ -10,9 +10,10 @@ each W&B run a dir ``<dest>/<run id>/`` is written in the engine's run-dir layou
 2. otherwise they are rebuilt from what ``repro.loggers.WandbLogger`` logs: the resolved
    config (``name``, ``seed``, ``replicas``, ``trainer.epochs``) and one history row per
    evaluated epoch with per-replica values ``<metric>/r<i>``. Replica ``i`` gets the engine's
-   layout (grid-major): grid value ``grid.values[i // seeds]``, seed ``seed + i % seeds``;
-   the best epoch is that of the config's objective, else the task's default objective
-   (``repro.engine.tasks``: test_loss for ``task=mse``, the corpus token error rate for ctc).
+   layout (grid-major): grid value ``grid.values[i // seeds]``, seed ``seed + i % seeds``.
+   The summary is built by the engine's own builder (``repro.engine.summary``), so the best
+   epoch is that of the config's objective, else the task's default (test_loss for
+   ``task=mse``, the corpus token error rate for ctc), exactly as in a local run.
 
 summary.json is only written for a run whose W&B state is "finished"; any other run stays an
 unfinished job dir. Runs logged with more replicas than ``max_replicas_logged`` have no
@@ -42,29 +43,6 @@ def _download(run: Any, name: str, dest: Path) -> bool:
     return (dest / name).is_file()
 
 
-def _get(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    # W&B may wrap config values as {"value": ...}
-    if isinstance(node, dict) and set(node) == {"value"}:
-        node = node["value"]
-    return node
-
-
-def _objective(config: dict[str, Any]) -> tuple[str, str]:
-    """The run's objective metric and mode: the config's, else its task's default (the
-    engine's rule: ``objective.metric: null`` means the task's default objective)."""
-    from repro.engine.tasks import get_task
-
-    task = get_task(str(_get(config, "task") or "classification"))
-    metric = _get(config, "objective.metric") or task.default_objective
-    mode = _get(config, "objective.mode") or task.default_mode
-    return str(metric), str(mode)
-
-
 def history_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """W&B history rows -> metrics.jsonl records with per-replica lists (``<m>/r<i>`` keys)."""
     records = []
@@ -90,56 +68,26 @@ def history_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summary_from_history(
     config: dict[str, Any], records: list[dict[str, Any]], run: Any
 ) -> dict[str, Any] | None:
-    """summary.json rebuilt from the config and per-replica history; None if impossible."""
-    per_replica = [k for k, v in (records[-1] if records else {}).items() if isinstance(v, list)]
-    if not per_replica:
+    """summary.json rebuilt from the config and per-replica history; None if impossible.
+
+    The engine's own summary builder (:func:`repro.engine.summary.build_summary`) does the
+    work, so replica layout, best epochs (by the objective, or the task's default), diverged
+    replicas and aggregates are exactly what the engine writes; W&B adds the wall time.
+    """
+    from repro.engine.summary import build_summary
+
+    last = records[-1] if records else {}
+    if not any(isinstance(value, list) for value in last.values()):
         return None
-    last = records[-1]
-    num_replicas = max(len(last[k]) for k in per_replica)
-    seed = int(_get(config, "seed", 0) or 0)
-    seeds = int(_get(config, "replicas.seeds", 1) or 1)
-    grid_key = _get(config, "replicas.grid.key")
-    grid_values = list(_get(config, "replicas.grid.values", []) or [])
-    objective, mode = _objective(config)
-    replicas = []
-    for i in range(num_replicas):
-        series = [
-            (r["epoch"], r[objective][i])
-            for r in records
-            if isinstance(r.get(objective), list)
-            and i < len(r[objective])
-            and r[objective][i] is not None
-        ]
-        best = (max if mode == "max" else min)(series, key=lambda item: item[1], default=None)
-        diverged = last.get("diverged")
-        replicas.append(
-            {
-                "index": i,
-                "seed": seed + i % seeds,
-                "hparams": {grid_key: grid_values[i // seeds]}
-                if grid_key and i // seeds < len(grid_values)
-                else {},
-                "final": {k: last[k][i] for k in per_replica if k != "diverged"},
-                "best": {objective: best[1] if best else None, "epoch": best[0] if best else None},
-                "diverged": bool(diverged[i]) if isinstance(diverged, list) else False,
-            }
-        )
-    summary = dict(run.summary or {})
-    return {
-        "status": "finished",
-        "experiment": _get(config, "name"),
-        "objective": summary.get("objective"),
-        "num_replicas": num_replicas,
-        "grid_key": grid_key,
-        "epochs": _get(config, "trainer.epochs"),
-        "replicas": replicas,
-        "metadata": {
-            "source": f"wandb:{getattr(run, 'path', run.id)}",
-            "wall_time_s": summary.get("_runtime"),
-            "end_time": getattr(run, "heartbeat_at", None),
-        },
-        "overrides": [],
+    summary = build_summary(config, records, steps=int(last.get("step") or 0))
+    run_summary = dict(run.summary or {})
+    summary["metadata"] = {
+        "source": f"wandb:{getattr(run, 'path', run.id)}",
+        "wall_time_s": run_summary.get("_runtime"),
+        "end_time": getattr(run, "heartbeat_at", None),
     }
+    summary["overrides"] = []
+    return summary
 
 
 def materialize_run(run: Any, dest: Path) -> Path:
