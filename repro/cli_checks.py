@@ -215,13 +215,14 @@ def check_seed_ranges(jobs: Sequence[tuple[Sequence[str], Mapping[str, Any]]]) -
 
 def check_jobs(compose_job: JobComposer, jobs: Sequence[Sequence[str]]) -> None:
     """Compose and validate every job; one ConfigError naming the first invalid job."""
-    from repro.engine.config_validation import validate_config
-
     checked: list[tuple[Sequence[str], dict[str, Any]]] = []
     invalid: list[tuple[int, Sequence[str], str]] = []
     for index, overrides in enumerate(jobs):
         try:
             cfg = plain_config(compose_job(overrides))
+            # Imported only now: it imports JAX (seconds), which a mistyped key need not wait for.
+            from repro.engine.config_validation import validate_config
+
             validate_config(cfg)  # its contract: a one-line ValueError for bad input
             check_grid_override(cfg, overrides)
         except ValueError as error:
