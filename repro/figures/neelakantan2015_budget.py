@@ -307,12 +307,21 @@ def verdicts_markdown(entries: Sequence[dict[str, Any]]) -> str:
     return markdown_table(pd.DataFrame(body, columns=["claim", "setting", *_budget_columns()]))
 
 
-def budget_markdown(stats: pd.DataFrame, entries: Sequence[dict[str, Any]], command: str) -> str:
+def wall_time_line(data: PaperData) -> str:
+    """How long the runs used took: their summary.json wall times, summed."""
+    walls = [job.metadata.get("wall_time_s") for job in data.jobs]
+    total = sum(w for w in walls if isinstance(w, int | float))
+    return f"Runs used: {len(data.jobs)} jobs, {total / 60:.1f} minutes of wall time in all."
+
+
+def budget_markdown(data: PaperData, entries: Sequence[dict[str, Any]], command: str) -> str:
+    stats = budget_stats(data)
     return "\n".join(
         [
             "# Neelakantan et al. 2015: accuracy and verdicts vs training budget\n",
             "Pre-registered: `PREREGISTRATION.md`. Regenerate with:\n",
             f"```bash\n{command}\n```\n",
+            wall_time_line(data) + "\n",
             "## Test accuracy % after each budget\n",
             f"Best / mean over a cell's replicas (runs above {CHANCE_MAX} %, i.e. that left "
             "chance, / replicas); `not run`: no finished run of the cell's config reaches the "
@@ -382,10 +391,9 @@ def figures_command(data: PaperData, out_dir: Path) -> str:
 def write_budget_outputs(data: PaperData, out_dir: Path) -> list[Path]:
     """The study's own outputs (the PaperSpec ``plot`` hook): figure, budget.md, claims."""
     command = figures_command(data, out_dir)
-    stats = budget_stats(data)
     entries = budget_claims(data, command)
-    files = plot_budgets(stats, out_dir)
-    files.append(write_text(out_dir / "budget.md", budget_markdown(stats, entries, command)))
+    files = plot_budgets(budget_stats(data), out_dir)
+    files.append(write_text(out_dir / "budget.md", budget_markdown(data, entries, command)))
     payload = {
         "paper": NAME,
         "citation": table1.CITATION,

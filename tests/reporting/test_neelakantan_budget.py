@@ -148,6 +148,7 @@ def test_cli_writes_figure_table_and_claims_per_budget(tmp_path: Path) -> None:
     assert payload["command"].endswith(f"--runs {runs} --out-dir {out}")
     assert len(payload["claims"]) == len(study.BUDGETS) * 8
     table = (out / "budget.md").read_text()
+    assert "Runs used: 2 jobs, 0.4 minutes of wall time in all." in table  # 2 x 12.5 s
     # zero init with noise: at chance (0 of 8 left) at 15 and 30 epochs, all 8 left at 60.
     row = next(line for line in table.splitlines() if line.startswith("| zero_clip10_noise "))
     assert row.count("11.3 / 11.3 (0/8)") == 2
