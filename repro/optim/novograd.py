@@ -70,6 +70,7 @@ first step           :math:`v_1=\|g_1\|^2`   :math:`v_1=\|g_1\|^2`  same, or 0 (
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -110,6 +111,45 @@ def _cast_tree_like(tree: Any, like: Any) -> Any:
         like,
         is_leaf=lambda x: x is None,
     )
+
+
+def _squared_norm(g: jax.Array) -> jax.Array:
+    return jnp.linalg.norm(g) ** 2
+
+
+# Both branches of each of scale_by_novograd's conds are cast to the state's dtypes: a traced
+# float32 hyperparameter must not promote a bf16 state (cond needs equal branch types, and a
+# lax.scan carry needs a fixed type).
+def _first_nu(grads: Any, nu: Any) -> Any:
+    """v_1 = ||g_1||^2 per leaf."""
+    return jax.tree.map(lambda g, n: _squared_norm(g).astype(n.dtype), grads, nu)
+
+
+def _next_nu(grads: Any, nu: Any, *, b2: Any) -> Any:
+    """v_t = b2 v_{t-1} + (1 - b2) ||g_t||^2 per leaf."""
+    new = optax.tree.update_moment(jax.tree.map(_squared_norm, grads), nu, b2, 1)
+    return _cast_tree_like(new, nu)
+
+
+def _new_term(
+    grads: Any, params: Any, nu: Any, *, eps: Any, eps_root: Any, decay: Any, scale: Any
+) -> Any:
+    """c (g_t / (sqrt(v_t + eps_root) + eps) + lambda_t w_t) per leaf; ``decay=None`` leaves
+    out the weight-decay term, ``scale=None`` means c = 1."""
+
+    def term(g, p, n):
+        denom = jnp.sqrt(n + eps_root) + eps
+        # A zero denominator means a zero gradient (v_t = 0): give 0, not 0/0.
+        term = g / jnp.where(denom > 0, denom, jnp.ones_like(denom))
+        if decay is not None:
+            term = term + decay * p
+        if scale is not None:
+            term = scale * term
+        return term
+
+    if params is None:
+        return jax.tree.map(lambda g, n: term(g, None, n), grads, nu)
+    return jax.tree.map(term, grads, params, nu)
 
 
 def scale_by_novograd(
@@ -167,34 +207,14 @@ def scale_by_novograd(
         if params is None and not decay_is_zero:
             raise ValueError(_NO_PARAMS.format(weight_decay))
         decay = weight_decay(state.count) if callable(weight_decay) else weight_decay
-
-        def squared_norm(g):
-            return jnp.linalg.norm(g) ** 2
-
-        # Both branches of each cond are cast to the state's dtypes: a traced float32
-        # hyperparameter must not promote a bf16 state (cond needs equal branch types, and
-        # a lax.scan carry needs a fixed type).
-        def init_nu(grads, nu):
-            return jax.tree.map(lambda g, n: squared_norm(g).astype(n.dtype), grads, nu)
-
-        def update_nu(grads, nu):
-            new = optax.tree.update_moment(jax.tree.map(squared_norm, grads), nu, b2, 1)
-            return _cast_tree_like(new, nu)
-
-        def new_term(grads, params, nu):
-            def term(g, p, n):
-                denom = jnp.sqrt(n + eps_root) + eps
-                # A zero denominator means a zero gradient (v_t = 0): give 0, not 0/0.
-                term = g / jnp.where(denom > 0, denom, jnp.ones_like(denom))
-                if not (decay_is_zero or decoupled_weight_decay):
-                    term = term + decay * p
-                if grad_averaging:
-                    term = (1 - b1) * term
-                return term
-
-            if params is None:
-                return jax.tree.map(lambda g, n: term(g, None, n), grads, nu)
-            return jax.tree.map(term, grads, params, nu)
+        coupled_decay = None if decay_is_zero or decoupled_weight_decay else decay
+        new_term = functools.partial(
+            _new_term,
+            eps=eps,
+            eps_root=eps_root,
+            decay=coupled_decay,
+            scale=(1 - b1) if grad_averaging else None,
+        )
 
         def init_mu(grads, params, mu, nu):
             return _cast_tree_like(new_term(grads, params, nu), mu)
@@ -210,7 +230,7 @@ def scale_by_novograd(
 
         count_inc = optax.safe_increment(state.count)
         first = count_inc == 1
-        nu = jax.lax.cond(first, init_nu, update_nu, updates, state.nu)
+        nu = jax.lax.cond(first, _first_nu, functools.partial(_next_nu, b2=b2), updates, state.nu)
         mu = jax.lax.cond(first, init_mu, update_mu, updates, params, state.mu, nu)
         new_updates = mu
         if decoupled_weight_decay and not decay_is_zero:
