@@ -86,54 +86,90 @@ def output_dir_from_hydra() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+EXIT_DIVERGED = 3  # every replica diverged: status "diverged", no objective
+
+
+def _fmt_stats(stats: Mapping[str, Any]) -> str:
+    if not stats or stats.get("mean") is None:
+        return "n/a"
+    return (
+        f"mean {stats['mean']:.4f} +- {stats['std']:.4f} "
+        f"(min {stats['min']:.4f}, max {stats['max']:.4f}, n={stats['count']})"
+    )
+
+
+def _final_lines(summary: Mapping[str, Any], metric: str) -> list[str]:
+    """Final metric over the counted replicas, per grid value (arm) if there is a grid."""
+    replicas = summary.get("replicas", [])
+    by_grid = summary.get("aggregate_by_grid") or {}
+    if not by_grid:
+        stats = (summary.get("aggregate") or {}).get(metric, {})
+        diverged = sum(r["diverged"] for r in replicas)
+        return [f"  final {metric} {_fmt_stats(stats)}; diverged {diverged}/{len(replicas)}"]
+    key = summary.get("grid_key")
+    lines = []
+    for value, stats in by_grid.items():
+        members = [r for r in replicas if repr(float(r["hparams"][key])) == value]
+        diverged = sum(r["diverged"] for r in members)
+        lines.append(
+            f"  {key}={value}: final {metric} {_fmt_stats(stats.get(metric, {}))}; "
+            f"diverged {diverged}/{len(members)}"
+        )
+    return lines
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+
+
+def _objective_lines(summary: Mapping[str, Any], metric: str) -> list[str]:
+    """The objective, labelled with what it is; per arm when there is a grid (the overall
+    value then mixes the arms: it is what a sweeper optimises, not a result of one arm)."""
+    if summary.get("status") == "diverged":
+        return [f"  every replica diverged: no objective (status diverged, exit {EXIT_DIVERGED})"]
+    how = summary.get("objective_reduce", "mean")
+    over = "all replicas" if summary.get("objective_include_diverged") else "replicas not diverged"
+    what = f"{how} of final {metric} over {over}, {summary.get('objective_mode')} is better"
+    lines = []
+    arms = summary.get("objective_by_grid") or {}
+    if len(arms) >= 2:
+        key = summary.get("grid_key")
+        shown = ", ".join(
+            f"{key}={v} {x:.4f}" if _is_number(x) else f"{key}={v} n/a" for v, x in arms.items()
+        )
+        lines.append(f"  objective per arm ({what}): {shown}")
+        what = f"{how} over the replicas of all {len(arms)} arms together; what main() returns"
+    objective = summary.get("objective")
+    if _is_number(objective):
+        lines.append(f"  objective ({what}): {objective:.4f}")
+    return lines
+
+
 def describe(summary: Mapping[str, Any], workdir: Path | None = None) -> str:
     """Short human-readable report of a finished run (printed at the end of `train`)."""
     metric = summary.get("objective_metric", "test_accuracy")
+    seconds = summary.get("metadata", {}).get("wall_time_s", 0)
     lines = [
         f"{summary.get('experiment')}: {summary.get('num_replicas')} replica(s), "
-        f"{summary.get('epochs')} epochs, {summary.get('metadata', {}).get('wall_time_s', 0):.0f} s"
+        f"{summary.get('epochs')} epochs, {seconds:.0f} s",
+        *_final_lines(summary, metric),
     ]
-
-    def fmt(stats: Mapping[str, Any]) -> str:
-        if not stats or stats.get("mean") is None:
-            return "n/a"
-        return (
-            f"mean {stats['mean']:.4f} +- {stats['std']:.4f} "
-            f"(min {stats['min']:.4f}, max {stats['max']:.4f}, n={stats['count']})"
-        )
-
-    replicas = summary.get("replicas", [])
-    by_grid = summary.get("aggregate_by_grid") or {}
-    if by_grid:
-        key = summary.get("grid_key")
-        for value, stats in by_grid.items():
-            members = [r for r in replicas if repr(float(r["hparams"][key])) == value]
-            diverged = sum(r["diverged"] for r in members)
-            lines.append(
-                f"  {key}={value}: final {metric} {fmt(stats.get(metric, {}))}; "
-                f"diverged {diverged}/{len(members)}"
-            )
-    else:
-        stats = (summary.get("aggregate") or {}).get(metric, {})
-        diverged = sum(r["diverged"] for r in replicas)
-        lines.append(f"  final {metric} {fmt(stats)}; diverged {diverged}/{len(replicas)}")
-    if by_grid and len(by_grid) >= 2:
+    if len(summary.get("aggregate_by_grid") or {}) >= 2:
         lines.extend(_paired_differences(summary, metric))
-    objective = summary.get("objective")
-    if objective is not None and not (isinstance(objective, float) and math.isnan(objective)):
-        lines.append(f"  objective ({metric}, {summary.get('objective_mode')}): {objective:.4f}")
+    lines.extend(_objective_lines(summary, metric))
     if workdir is not None:
         lines.append(f"  outputs: {workdir}")
     return "\n".join(lines)
 
 
 def _paired_differences(summary: Mapping[str, Any], metric: str) -> list[str]:
-    """Mean over seeds of (value at grid value g) - (value at the first grid value)."""
+    """Mean over seeds of (value at grid value g) - (value at the first grid value), over the
+    seeds whose replicas at both values did not diverge."""
     key = summary["grid_key"]
     by_seed: dict[int, dict[float, float]] = {}
     for replica in summary["replicas"]:
         value = replica["final"].get(metric)
-        if value is not None:
+        if value is not None and not replica["diverged"]:
             by_seed.setdefault(replica["seed"], {})[float(replica["hparams"][key])] = value
     values = [float(v) for v in summary["aggregate_by_grid"]]
     lines = []
@@ -166,7 +202,7 @@ def train(cfg: DictConfig, workdir: str | Path | None = None) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     """Entry point (one call per job, in whichever process the launcher runs it): bad input
     (ConfigError) -> `error: <message>` on stderr and exit code 2; any other exception keeps
-    its traceback (exit code 1)."""
+    its traceback (exit code 1); a run in which every replica diverged exits with code 3."""
     from repro.engine.config_validation import validate_trainer
     from repro.engine.run_spec import complete_trainer
     from repro.engine.runtime import configure_compilation_cache, configure_cpu_devices
@@ -183,6 +219,8 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    if summary.get("status") == "diverged":
+        sys.exit(EXIT_DIVERGED)
     objective = summary.get("objective")
     return None if objective is None else float(objective)
 

@@ -174,7 +174,16 @@ def test_default_demo_config_runs(tmp_path: Path) -> None:
     assert "demo: 2 replica(s)" in result.stdout
     assert "noise.eta=0.3 vs 0.0" in result.stdout
     job = ",".join(sorted(s for s in shrink if not s.startswith("trainer.progress")))
-    assert (tmp_path / "out" / "runs" / "demo" / job / "summary.json").exists()
+    summary = json.loads((tmp_path / "out" / "runs" / "demo" / job / "summary.json").read_text())
+    # The headline objective is reported per arm; the overall value says it mixes the arms.
+    arms = summary["objective_by_grid"]
+    assert set(arms) == {"0.0", "0.3"}
+    per_arm = [line for line in result.stdout.splitlines() if "objective per arm" in line]
+    assert len(per_arm) == 1
+    for value, objective in arms.items():
+        assert f"noise.eta={value} {objective:.4f}" in per_arm[0]
+    overall = [line for line in result.stdout.splitlines() if "of all 2 arms together" in line]
+    assert len(overall) == 1 and overall[0].endswith(f"{summary['objective']:.4f}")
 
 
 # A model with a shape bug: it splits its 10 outputs into 3 equal parts, a ValueError raised
@@ -208,3 +217,18 @@ def test_a_bug_inside_a_model_keeps_its_traceback_and_exits_1(tmp_path: Path) ->
     assert "Traceback" in result.stderr
     assert "ValueError: array split does not result in an equal division" in result.stderr
     assert not any(line.startswith("error: ") for line in result.stderr.splitlines())
+
+
+def test_run_in_which_every_replica_diverged_exits_3_without_objective(tmp_path: Path) -> None:
+    """Frozen parameters score chance accuracy (0.1 on digits): that is no objective."""
+    result = _train(tmp_path, *TINY, "optimizer.learning_rate=1e30", "trainer.epochs=1")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "every replica diverged" in result.stdout
+    (job,) = (tmp_path / "out" / "runs" / "smoke").iterdir()
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["objective"] is None
+    assert summary["num_diverged"] == summary["num_replicas"] == 2
+    assert summary["aggregate"]["test_accuracy"]["count"] == 0
+    assert summary["aggregate"]["test_accuracy"]["diverged"] == 2
+    again = _train(tmp_path, *TINY, "optimizer.learning_rate=1e30", "trainer.epochs=1")
+    assert again.returncode == 3 and "already finished" in again.stdout

@@ -16,6 +16,7 @@ import numpy as np
 from repro.engine import outputs as out
 from repro.engine.checkpointing import Checkpointer
 from repro.engine.epoch_loop import ChunkEnd, LoopCallback, RunClock
+from repro.engine.invocations import RunHistory
 from repro.engine.progress import Progress
 from repro.engine.train_state import TrainState
 from repro.loggers import Logger
@@ -81,19 +82,22 @@ class CheckpointPolicy:
 
 class CheckpointCallback(LoopCallback):
     """Saves the whole train state when `policy` says so; the JSON record holds the step, the
-    epoch and the run's training time so far (continued by a resumed run)."""
+    epoch, the run's training time so far and its invocations up to now (both continued by a
+    resumed run)."""
 
     def __init__(
         self,
         checkpointer: Checkpointer,
         policy: CheckpointPolicy,
         clock: RunClock,
+        history: RunHistory,
         steps_per_epoch: int,
         epochs: int,
     ) -> None:
         self.checkpointer = checkpointer
         self.policy = policy
         self.clock = clock
+        self.history = history
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
 
@@ -103,6 +107,7 @@ class CheckpointCallback(LoopCallback):
             "step": step,
             "epoch": step // self.steps_per_epoch,
             "wall_time_s": self.clock.elapsed(),
+            "invocations": self.history.invocations(),
         }
 
     def _save(self, state: TrainState) -> None:

@@ -234,6 +234,7 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
         )
     if objective.get("mode") not in (None, "max", "min"):
         raise ValueError(f"objective.mode must be max or min, got {objective.get('mode')!r}")
+    _require_bool("objective.include_diverged", objective.get("include_diverged", False))
 
 
 def validate_against_data(cfg: Mapping[str, Any], num_train: int, examples_per_step: int) -> None:

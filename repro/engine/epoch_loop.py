@@ -68,6 +68,10 @@ class RunClock:
         self.offset = float(offset)
         self.start = time.perf_counter()
 
+    def restart(self) -> None:
+        """Count this invocation's time from now."""
+        self.start = time.perf_counter()
+
     def elapsed(self) -> float:
         return self.offset + time.perf_counter() - self.start
 

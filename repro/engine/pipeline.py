@@ -38,6 +38,7 @@ from repro.engine.callbacks import (
 from repro.engine.checkpointing import Checkpointer
 from repro.engine.epoch_loop import RunClock, run_epochs
 from repro.engine.experiment import Experiment, build_experiment
+from repro.engine.invocations import RunHistory, total_wall_time_s
 from repro.engine.progress import Progress
 from repro.engine.run_dir import RunLock
 from repro.engine.run_spec import RunSpec, TrainerSpec, run_spec
@@ -49,11 +50,12 @@ from repro.loggers import Logger, build_logger
 
 @dataclasses.dataclass(frozen=True)
 class Resumed:
-    """Where this invocation starts: the restored step (None for a fresh start) and the
-    training time of earlier invocations."""
+    """Where this invocation starts: the restored step (None for a fresh start), the
+    training time of earlier invocations and their records (invocations.py)."""
 
     step: int | None
     wall_offset_s: float
+    invocations: tuple[dict[str, Any], ...] = ()
 
 
 def restore_or_start(
@@ -74,7 +76,8 @@ def restore_or_start(
     metrics_log.truncate_after_epoch(
         done, out.evaluated_epochs(exp.epochs, eval_every_epochs, through=done)
     )
-    return state, Resumed(step, float(meta.get("wall_time_s", 0.0)))
+    earlier = tuple(meta.get("invocations") or ())
+    return state, Resumed(step, float(meta.get("wall_time_s", 0.0)), earlier)
 
 
 def _checkpointer(workdir: Path, trainer: TrainerSpec) -> Checkpointer:
@@ -98,13 +101,14 @@ def _hydra_overrides() -> list[str]:
         return []
 
 
-def _metadata(
-    spec: RunSpec, exp: Experiment, start_time: str, wall_start: float, resumed: Resumed
-) -> dict[str, Any]:
-    metadata = run_metadata.collect(start_time)
-    metadata["end_time"] = run_metadata.now_iso()
-    metadata["wall_time_s"] = time.perf_counter() - wall_start
-    metadata["resumed_from_step"] = resumed.step
+def _metadata(exp: Experiment, trained: _Trained) -> dict[str, Any]:
+    invocations = trained.history.invocations()
+    metadata = run_metadata.collect(trained.history.start_time)
+    metadata["end_time"] = invocations[-1]["end_time"]
+    metadata["wall_time_s"] = total_wall_time_s(invocations)
+    metadata["training_time_s"] = trained.clock.elapsed()
+    metadata["invocations"] = invocations
+    metadata["resumed_from_step"] = trained.resumed.step
     # Float rounding (not the statistics) depends on how many replicas share a device:
     # XLA:CPU picks its matmul blocking by operand size. Recorded so a run can be repeated
     # bit-for-bit (trainer.cpu_devices / replica_devices / data_devices).
@@ -118,15 +122,22 @@ class _Trained:
     resumed: Resumed
     logger: Logger
     metrics_log: out.MetricsLog
+    history: RunHistory
+    clock: RunClock
     exit_code: int = 1  # what the logger is told at the end (0 once the summary is written)
     checkpoint: dict[str, Any] | None = None  # Checkpointer.save_report of the final step
 
 
 def _train(
-    spec: RunSpec, exp: Experiment, workdir: Path, stack: contextlib.ExitStack
+    spec: RunSpec,
+    exp: Experiment,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    started: tuple[str, float],
 ) -> _Trained:
     """Resume or start, then run the epoch loop. Everything opened here is closed by
-    `stack` (the logger with the run's exit code)."""
+    `stack` (the logger with the run's exit code). `started`: this invocation's start (ISO
+    time, perf_counter)."""
     trainer = spec.trainer
     metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
     checkpointer = _checkpointer(workdir, trainer)
@@ -137,20 +148,24 @@ def _train(
     logger = build_logger(
         spec.plain.get("logger"), spec.container, workdir, f"{spec.plain['name']}/{workdir.name}"
     )
-    trained = _Trained(state, resumed, logger, metrics_log)
+    history = RunHistory(resumed.invocations, *started, resumed.step)
+    clock = RunClock(resumed.wall_offset_s)
+    trained = _Trained(state, resumed, logger, metrics_log, history, clock)
     stack.callback(lambda: logger.finish(trained.exit_code))
     progress = Progress(exp.total_steps, int(state.step), trainer.progress)
     stack.callback(progress.close)
     if resumed.step is not None:
         epoch = resumed.step // exp.steps_per_epoch
         print(f"resumed from step {resumed.step} (epoch {epoch})")
-    clock = RunClock(resumed.wall_offset_s)
     callbacks = [
         ProgressCallback(progress, exp.examples_per_step),
         MetricsCallback(metrics_log),
         LoggerCallback(logger),
-        CheckpointCallback(checkpointer, _policy(trainer), clock, exp.steps_per_epoch, exp.epochs),
+        CheckpointCallback(
+            checkpointer, _policy(trainer), clock, history, exp.steps_per_epoch, exp.epochs
+        ),
     ]
+    clock.restart()  # training time counts from here (not the logger's or bar's set-up)
     trained.state = run_epochs(
         exp,
         state,
@@ -182,7 +197,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
         exp = build_experiment(spec)
         with contextlib.ExitStack() as stack:
             stack.callback(exp.close)
-            trained = _train(spec, exp, work.path, stack)
+            trained = _train(spec, exp, work.path, stack, (start_time, wall_start))
             # This run's records (what it resumed with and appended), every evaluated epoch
             # once; metrics.jsonl is rewritten from them if it changed behind the run's back.
             metrics_note = trained.metrics_log.reconcile()
@@ -196,7 +211,7 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
                 steps=exp.total_steps,
                 diverged_step=np.asarray(trained.state.replicas.diverged_step).tolist(),
             )
-            summary["metadata"] = _metadata(spec, exp, start_time, wall_start, trained.resumed)
+            summary["metadata"] = _metadata(exp, trained)
             summary["overrides"] = _hydra_overrides()
             summary["checkpoint"] = trained.checkpoint
             summary["metrics_log"] = metrics_note

@@ -4,6 +4,12 @@
 that holds those (the engine at the end of a run, the W&B import in repro/figures) builds
 the same summary. The objective metric and mode default to the task's (`test_accuracy`/max
 for classification, `test_loss`/min for mse, `test_corpus_token_error_rate`/min for ctc).
+
+Diverged replicas (frozen at the step their loss became non-finite) stay out of the
+objective and of the means over replicas (`aggregate`, `aggregate_by_grid`, each stats entry
+counting them in `diverged`) unless `objective.include_diverged=true`: the test accuracy of
+frozen parameters (0.1, chance, for a net that blew up) is no result. A run in which every
+replica diverged has status `diverged` and a null objective (the CLI exits with code 3).
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ REDUCERS: dict[str, Callable[..., Any]] = {
 }
 
 
+STATUS_FINISHED = "finished"
+STATUS_DIVERGED = "diverged"  # every replica diverged
+DONE_STATUSES = (STATUS_FINISHED, STATUS_DIVERGED)  # a run dir holding one is not rerun
+
+
 def objective_spec(config: Mapping[str, Any]) -> tuple[str, str, str]:
     """(metric, mode, reduce) of the run's objective: `objective.*` or the task's defaults."""
     objective = config.get("objective") or {}
@@ -32,6 +43,18 @@ def objective_spec(config: Mapping[str, Any]) -> tuple[str, str, str]:
     metric = objective.get("metric") or task.default_objective
     mode = objective.get("mode") or task.default_mode
     return metric, mode, objective.get("reduce") or "mean"
+
+
+def includes_diverged(config: Mapping[str, Any]) -> bool:
+    """`objective.include_diverged` (default false)."""
+    return bool((config.get("objective") or {}).get("include_diverged", False))
+
+
+def counted_replicas(config: Mapping[str, Any], diverged: Sequence[bool]) -> list[int]:
+    """Indices of the replicas that enter objective and means: the healthy ones, or all with
+    `objective.include_diverged=true`."""
+    include = includes_diverged(config)
+    return [i for i, flag in enumerate(diverged) if include or not flag]
 
 
 def reduce_finite(values: Sequence[float | None], how: str) -> float:
@@ -93,19 +116,42 @@ def _replica_entries(
     return entries
 
 
+def _stats(
+    values: Sequence[Any], members: Sequence[int], counted: set[int], diverged: Sequence[bool]
+) -> dict[str, Any]:
+    stats = out.aggregate_stats([values[i] for i in members if i in counted])
+    stats["diverged"] = sum(bool(diverged[i]) for i in members)
+    return stats
+
+
 def _aggregates(
-    plan: rep.ReplicaPlan, last: Mapping[str, Any]
+    plan: rep.ReplicaPlan, last: Mapping[str, Any], counted: set[int], diverged: Sequence[bool]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     keys = _per_replica_keys(last)
-    aggregate = {k: out.aggregate_stats(last[k]) for k in keys}
+    everyone = range(plan.num_replicas)
+    aggregate = {k: _stats(last[k], everyone, counted, diverged) for k in keys}
     by_grid: dict[str, Any] = {}
-    if plan.grid_key is not None:
-        for g, value in enumerate(plan.grid_values):
-            members = [i for i in range(plan.num_replicas) if plan.grid_index[i] == g]
-            by_grid[repr(value)] = {
-                k: out.aggregate_stats([last[k][i] for i in members]) for k in keys
-            }
+    for g, value in enumerate(plan.grid_values if plan.grid_key is not None else ()):
+        members = [i for i in everyone if plan.grid_index[i] == g]
+        by_grid[repr(value)] = {k: _stats(last[k], members, counted, diverged) for k in keys}
     return aggregate, by_grid
+
+
+def _objectives(
+    plan: rep.ReplicaPlan, values: Sequence[Any], counted: set[int], how: str
+) -> tuple[float | None, dict[str, float | None]]:
+    """The objective over the counted replicas, and the same per grid value (arm); None
+    where no counted replica has a finite value."""
+    values = list(values) or [None] * plan.num_replicas
+
+    def objective(members: list[int]) -> float | None:
+        value = reduce_finite([values[i] for i in members], how)
+        return None if np.isnan(value) else value
+
+    by_grid = {}
+    for g, value in enumerate(plan.grid_values if plan.grid_key is not None else ()):
+        by_grid[repr(value)] = objective([i for i in sorted(counted) if plan.grid_index[i] == g])
+    return objective(sorted(counted)), by_grid
 
 
 def build_summary(
@@ -117,7 +163,8 @@ def build_summary(
 ) -> dict[str, Any]:
     """summary.json without `metadata` and `overrides` (added by the caller): per-replica
     final and best values, aggregates over replicas (and per grid value) of the last record,
-    and the objective = `objective.reduce` over replicas of the last record's metric.
+    and the objective = `objective.reduce` over the counted replicas (`counted_replicas`) of
+    the last record's metric, overall and per grid value (`objective_by_grid`).
 
     `config` is the resolved run config; `diverged_step` the step each replica diverged at
     (< 0: never), known only to the engine (None: null for every replica).
@@ -125,14 +172,21 @@ def build_summary(
     plan = rep.plan_from_config(config)
     metric, mode, how = objective_spec(config)
     last = final_record(records)
-    aggregate, by_grid = _aggregates(plan, last)
+    diverged = [bool(d) for d in (last.get("diverged") or [False] * plan.num_replicas)]
+    counted = set(counted_replicas(config, diverged))
+    aggregate, by_grid = _aggregates(plan, last, counted, diverged)
+    objective, objective_by_grid = _objectives(plan, last.get(metric, []), counted, how)
     return {
-        "status": "finished",
+        "status": STATUS_DIVERGED if all(diverged) else STATUS_FINISHED,
         "experiment": config["name"],
-        "objective": reduce_finite(last.get(metric, []), how),
+        "objective": objective,
         "objective_metric": metric,
         "objective_mode": mode,
+        "objective_reduce": how,
+        "objective_include_diverged": includes_diverged(config),
+        "objective_by_grid": objective_by_grid,
         "num_replicas": plan.num_replicas,
+        "num_diverged": sum(diverged),
         "grid_key": plan.grid_key,
         "epochs": int(config["trainer"]["epochs"]),
         "steps": steps,

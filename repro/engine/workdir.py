@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from repro import run_identity
 from repro.engine import outputs as out
+from repro.engine.summary import DONE_STATUSES
 from repro.errors import ConfigError
 
 
@@ -74,7 +75,7 @@ def open_workdir(path: str | Path, container: Mapping[str, Any], overwrite: bool
         return Workdir(workdir, WorkdirState.FRESH)
     _refuse_other_config(workdir, container)
     summary = out.read_summary(workdir)
-    if summary is not None and summary.get("status") == "finished":
+    if summary is not None and summary.get("status") in DONE_STATUSES:
         return Workdir(workdir, WorkdirState.FINISHED, summary)
     return Workdir(workdir, WorkdirState.RESUME)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from repro.engine import train_and_evaluate
+from repro.engine import build_summary, train_and_evaluate
 
 RTOL = 1e-4
 
@@ -108,6 +109,21 @@ def test_divergent_replica_is_frozen_and_others_go_on(
         np.testing.assert_allclose(good["final"][key], _final(alone, 0, key), rtol=RTOL)
     records = read_metrics(tmp_path / "mixed")
     assert records[-1]["diverged"] == [False, True]
+    # The diverged replica (frozen, chance accuracy) is out of the objective and the means,
+    # counted separately; objective.include_diverged=true puts it back.
+    accuracy = good["final"]["test_accuracy"]
+    assert mixed["status"] == "finished" and mixed["num_diverged"] == 1
+    assert mixed["objective"] == accuracy
+    assert mixed["objective_by_grid"] == {"0.1": accuracy, "1e+30": None}
+    assert mixed["aggregate"]["test_accuracy"]["mean"] == accuracy
+    assert mixed["aggregate"]["test_accuracy"]["count"] == 1
+    assert mixed["aggregate"]["test_accuracy"]["diverged"] == 1
+    assert mixed["aggregate_by_grid"]["1e+30"]["test_accuracy"]["count"] == 0
+    config = OmegaConf.to_container(OmegaConf.load(tmp_path / "mixed" / "config_resolved.yaml"))
+    config["objective"]["include_diverged"] = True
+    both = build_summary(config, records, steps=mixed["steps"])
+    assert both["aggregate"]["test_accuracy"]["count"] == 2
+    assert both["objective"] == pytest.approx(np.mean(records[-1]["test_accuracy"]), rel=1e-12)
 
 
 def test_full_divergence_check_gives_the_same_healthy_run(compose_cfg, tmp_path: Path) -> None:
@@ -218,6 +234,15 @@ def test_resume_from_mid_run_checkpoint_is_bit_identical(
     assert resumed["metadata"]["resumed_from_step"] == 1437 // 64
     assert read_metrics(tmp_path / "a", timing=False) == read_metrics(tmp_path / "b", timing=False)
     assert full["replicas"] == resumed["replicas"]
+    # Time across invocations: the 1-epoch start and the resumed one, each recorded.
+    meta = resumed["metadata"]
+    first, second = meta["invocations"]
+    assert first["resumed_from_step"] is None and second["resumed_from_step"] == 1437 // 64
+    assert first["end_time"] <= second["start_time"] == meta["start_time"]
+    assert meta["wall_time_s"] == pytest.approx(first["wall_time_s"] + second["wall_time_s"])
+    assert meta["wall_time_s"] > second["wall_time_s"] > 0 and first["wall_time_s"] > 0
+    assert meta["training_time_s"] >= read_metrics(tmp_path / "b")[-1]["wall_time_s"]
+    assert len(full["metadata"]["invocations"]) == 1
 
 
 def test_resume_from_mid_epoch_checkpoint_is_bit_identical(
