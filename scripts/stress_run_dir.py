@@ -1,10 +1,12 @@
 """Stress test of a run directory: N copies of one command, random SIGKILLs, then check.
 
-    python scripts/stress_run_dir.py [--copies 3] [--rounds 10] [--seed 0] [--epochs 20]
+    python scripts/stress_run_dir.py [--copies 3] [--rounds 10] [--seed 0] [--epochs 30]
 
 Each round starts `--copies` copies of the same `python -m repro.train ...` command on one
-run directory (staggered by up to a second), SIGKILLs a random subset of them at a random
-moment, and the rest at a second random moment (so no process outlives its round). A copy
+run directory (staggered by up to a second), SIGKILLs a random subset of them once the run
+has recorded 0-2 more epochs plus a random delay of up to `--max-wait` seconds (so kills
+land in start-up, training, evaluation and checkpoint writes), and the rest after another
+such delay (so no process outlives its round). A copy
 that ends on its own must either finish (exit 0) or be refused with exactly one
 `error: ... is in use by another run (pid P ...` line naming a live copy (exit 2); anything
 else fails the round. After every round, `metrics.jsonl` must hold epochs 1..k exactly once
@@ -120,11 +122,13 @@ def run_round(
         tally.started += 1
         time.sleep(rng.uniform(0, 1))
     pids = {p.pid for p, _ in procs}
-    first_kill = rng.uniform(0, args.max_wait)
     victims = {
         int(i) for i in rng.choice(len(procs), rng.integers(1, len(procs) + 1), replace=False)
     }
-    deadline = time.monotonic() + first_kill
+    # The first kill: once the run has recorded 0-2 more epochs (so that kills land in
+    # start-up, training, evaluation and checkpoint writes alike), then up to one epoch later.
+    wait_records(run_root(env), int(rng.integers(0, 3)), procs)
+    deadline = time.monotonic() + rng.uniform(0, args.max_wait)
     while time.monotonic() < deadline and any(p.poll() is None for p, _ in procs):
         time.sleep(0.02)
     for i, (proc, _) in enumerate(procs):
@@ -144,6 +148,22 @@ def run_round(
         if proc.returncode != -signal.SIGKILL:
             check_exit(proc, log, pids, tally)
     return tally
+
+
+def run_root(env: dict[str, str]) -> Path:
+    return Path(env["REPRO_OUTPUT_ROOT"]).parent
+
+
+def wait_records(root: Path, more: int, procs: list, timeout: float = 300.0) -> None:
+    """Until the run in `root` has `more` records than now (or no copy is left)."""
+    def count() -> int:
+        return sum(len(records(job)) for job in job_dirs(root))
+
+    target, deadline = count() + more, time.monotonic() + timeout
+    while count() < target and time.monotonic() < deadline:
+        if all(p.poll() is not None for p, _ in procs):
+            return
+        time.sleep(0.05)
 
 
 def check_run_dir(root: Path) -> str | None:
@@ -185,8 +205,8 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--max-wait", type=float, default=30.0, help="seconds, per kill")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--max-wait", type=float, default=3.0, help="seconds (about an epoch)")
     parser.add_argument("--root", type=Path, default=None, help="default: a temp directory")
     parser.add_argument("overrides", nargs="*", help="extra key=value for the command")
     args = parser.parse_args()

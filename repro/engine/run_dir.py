@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +28,7 @@ from repro.errors import ConfigError
 from repro.run_metadata import now_iso
 
 LOCK_FILE = ".lock"
+NOT_RECORDED = "holder not recorded"
 
 
 class RunDirError(ConfigError):
@@ -44,11 +46,22 @@ def describe_holder(text: str) -> str:
     try:
         holder = json.loads(text)
     except json.JSONDecodeError:
-        return "holder not yet recorded"
+        return NOT_RECORDED
     return (
         f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('start_time')}: "
         f"{holder.get('command')}"
     )
+
+
+def _read_holder(fd: int, patience_s: float = 2.0) -> str:
+    """The lock file's content; the holder writes it just after taking the lock, so an
+    empty or partial file is read again for up to `patience_s`."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        text = os.pread(fd, 64 * 1024, 0).decode(errors="replace")
+        if time.monotonic() > deadline or describe_holder(text) != NOT_RECORDED:
+            return text
+        time.sleep(0.05)
 
 
 class RunLock:
@@ -69,7 +82,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64 * 1024, 0).decode(errors="replace")
+            holder = _read_holder(fd)
             os.close(fd)
             raise RunDirBusyError(
                 f"{self.workdir} is in use by another run ({describe_holder(holder)}); one "

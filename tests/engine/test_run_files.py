@@ -3,12 +3,14 @@ repro/engine/outputs.py), without training."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from repro.engine import outputs as out
 from repro.engine.replicas import plan_from_config
-from repro.engine.run_dir import RunDirBusyError, RunDirError, RunLock
+from repro.engine.run_dir import LOCK_FILE, RunDirBusyError, RunDirError, RunLock
 from repro.engine.summary import build_summary
 from repro.errors import ConfigError
 
@@ -31,6 +33,22 @@ def test_a_second_lock_is_refused_with_one_line_naming_the_holder(tmp_path: Path
     assert f"pid {os.getpid()} on {socket.gethostname()}, since 20" in message
     with RunLock(tmp_path) as again:  # released on exit
         assert again.held
+
+
+def test_a_holder_recorded_just_after_it_took_the_lock_is_named(tmp_path: Path) -> None:
+    """The holder writes its pid into the lock file just after the flock: a process refused
+    in between waits for it."""
+    fd = os.open(tmp_path / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        holder = {"pid": 4242, "host": "node7", "start_time": "T", "command": "python x"}
+        timer = threading.Timer(0.3, os.pwrite, (fd, json.dumps(holder).encode(), 0))
+        timer.start()
+        with pytest.raises(RunDirBusyError, match=r"\(pid 4242 on node7, since T: python x\)"):
+            RunLock(tmp_path).acquire()
+        timer.join()
+    finally:
+        os.close(fd)
 
 
 def test_the_lock_of_a_killed_process_is_released_by_the_os(tmp_path: Path) -> None:
