@@ -5,7 +5,8 @@ top-level ones, and a multirun validates each job only when that job starts (aft
 before it trained). `check_command_line` composes every job the command line asks for with
 Hydra's compose API, exactly as the sweeper will, and raises one `ConfigError` line for:
 
-* a key that does not exist (`trainer.epoch=3`), with the closest valid keys (difflib);
+* a key that does not exist (`trainer.epoch=3`), with the closest valid keys (difflib), and
+  `+key=value` for a key that exists;
 * an experiment that does not exist, listing every `<paper>/<cell>` experiment;
 * an invalid job, whichever job of a sweep it is (`validate_config`), before any job runs;
 * an explicit value of the key that `replicas.grid.key` sweeps (the grid would replace it);
@@ -37,6 +38,7 @@ from repro.run_identity import override_key, result_config
 MULTIRUN_FLAGS = ("-m", "--multirun")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 _NOT_A_KEY = re.compile(r"Could not override '([^']+)'")
+_ALREADY_A_KEY = re.compile(r"Could not append to config. An item is already at '([^']+)'")
 
 
 class LeftToHydraError(Exception):
@@ -122,10 +124,16 @@ class JobComposer:
                 raise ConfigError(f"no experiment {choice!r}; experiment= takes: {names}") from None
             raise LeftToHydraError from error
         except HydraException as error:
-            match = _NOT_A_KEY.search(str(error))
-            if match is None:
-                raise LeftToHydraError from error
-            raise self._unknown_key(match.group(1), overrides) from None
+            if match := _ALREADY_A_KEY.search(str(error)):
+                key = match.group(1)
+                given = next((o for o in overrides if override_key(o) == key), key)
+                raise ConfigError(
+                    f"{given}: {key} already exists, so '+' (add a key) does not apply; set it "
+                    f"with {given.lstrip('+')}"
+                ) from None
+            if match := _NOT_A_KEY.search(str(error)):
+                raise self._unknown_key(match.group(1), overrides) from None
+            raise LeftToHydraError from error
 
     def _unknown_key(self, key: str, overrides: Sequence[str]) -> ConfigError:
         given = next((o for o in overrides if override_key(o) == key), key)

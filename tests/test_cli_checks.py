@@ -331,3 +331,12 @@ def test_sweep_jobs_are_those_of_the_basic_sweeper() -> None:
         "+sweep=neelakantan2015_protocol",
         "seed=0",
     ]
+
+
+def test_appending_an_existing_key_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_command_line(["+optimizer.learning_rate=3"], CONFIG_DIR, "config")
+    assert str(info.value) == (
+        "+optimizer.learning_rate=3: optimizer.learning_rate already exists, so '+' (add a key) "
+        "does not apply; set it with optimizer.learning_rate=3"
+    )
