@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from repro.engine.steps import ReplicaModel
 from repro.engine.train_state import ReplicaState
+from repro.models._checks import check_int_at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,13 @@ class EpochHook(Protocol):
     every_epochs: int
 
     def __call__(self, ctx: HookContext) -> Mapping[str, Any]: ...
+
+
+def _check_counts(**counts: Any) -> None:
+    """ValueError naming the first setting that is not an integer >= 1 (the engine prefixes
+    the hook's config key, `diagnostics.<name>`)."""
+    for name, value in counts.items():
+        check_int_at_least(name, value, 1)
 
 
 def _subset(data: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
@@ -70,11 +78,7 @@ class GradientNoiseStrength:
     """
 
     def __init__(self, num_examples: int = 256, chunk: int = 32, every_epochs: int = 1) -> None:
-        if num_examples < 1 or chunk < 1 or every_epochs < 1:
-            raise ValueError(
-                "diagnostics noise strength: num_examples, chunk and every_epochs must be >= 1, "
-                f"got {num_examples}, {chunk}, {every_epochs}"
-            )
+        _check_counts(num_examples=num_examples, chunk=chunk, every_epochs=every_epochs)
         self.num_examples = int(num_examples)
         self.chunk = int(chunk)
         self.every_epochs = int(every_epochs)
@@ -151,11 +155,7 @@ class HessianTopEigenvalue:
     """
 
     def __init__(self, num_examples: int = 512, iterations: int = 20, every_epochs: int = 1):
-        if num_examples < 1 or iterations < 1 or every_epochs < 1:
-            raise ValueError(
-                "diagnostics hessian: num_examples, iterations and every_epochs must be >= 1, "
-                f"got {num_examples}, {iterations}, {every_epochs}"
-            )
+        _check_counts(num_examples=num_examples, iterations=iterations, every_epochs=every_epochs)
         self.num_examples = int(num_examples)
         self.iterations = int(iterations)
         self.every_epochs = int(every_epochs)

@@ -186,3 +186,11 @@ def test_hooks_in_a_training_run_match_the_closed_forms(
     a = np.concatenate([data["x"][:256], np.ones((256, 1))], axis=1).astype(np.float64)
     expected = np.linalg.eigvalsh(a.T @ a / 256)[-1]
     np.testing.assert_allclose(record["hessian/top_eigenvalue"], [expected] * 2, rtol=1e-3)
+
+
+@pytest.mark.parametrize("hook", [GradientNoiseStrength, HessianTopEigenvalue])
+def test_hook_settings_are_checked(hook: type) -> None:
+    with pytest.raises(ValueError, match=r"^every_epochs must be an integer >= 1, got 0$"):
+        hook(every_epochs=0)
+    with pytest.raises(ValueError, match=r"^num_examples must be an integer >= 1, got 2.5$"):
+        hook(num_examples=2.5)
