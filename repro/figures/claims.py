@@ -15,7 +15,7 @@ from typing import Any
 from repro.figures.data import PaperData
 from repro.figures.files import write_json
 from repro.figures.stats import NotEvaluableError
-from repro.figures.verdicts import INCONCLUSIVE, NOT_RUN, Claim
+from repro.figures.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, Claim
 
 
 def _cell_summary(data: PaperData, key: str) -> dict[str, Any] | None:
@@ -56,13 +56,29 @@ def _judged(data: PaperData, claim: Claim) -> dict[str, Any]:
         judged = claim.judge(data, data.spec.unit)
     except NotEvaluableError as error:
         return {"verdict": INCONCLUSIVE, "reason": str(error)}
-    failed = [
-        f"{check['rule']}, is {check['value']:.2f}"
-        for check in judged["preconditions"]
-        if not check["passed"]
-    ]
-    judged["reason"] = ("precondition failed: " + "; ".join(failed)) if failed else ""
+    judged["reason"] = _failure_reason(judged)
     return judged
+
+
+def _failed(checks: list[dict[str, Any]]) -> list[str]:
+    return [f"{c['rule']}, is {c['value']:.2f}" for c in checks if not c["passed"]]
+
+
+def _failure_reason(judged: dict[str, Any]) -> str:
+    """Why a claim is inconclusive (its failed preconditions) or not reproduced."""
+    if judged["verdict"] == INCONCLUSIVE:
+        return "precondition failed: " + "; ".join(_failed(judged["preconditions"]))
+    if judged["verdict"] != NOT_REPRODUCED:
+        return ""
+    failed = _failed(judged["requirements"])
+    effect = judged["effect"]
+    if effect is not None and not judged["comparison_holds"]:
+        low, high = effect["interval"]
+        failed.append(
+            f"{effect['test']} of {effect['treated']} over {effect['control']}: "
+            f"{effect['estimate']:+.2f} [{low:+.2f}, {high:+.2f}], margin {effect['margin']:g}"
+        )
+    return "fails: " + "; ".join(failed)
 
 
 def evaluate_claim(data: PaperData, claim: Claim, command: str) -> dict[str, Any]:

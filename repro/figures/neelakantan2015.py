@@ -218,7 +218,7 @@ CLAIMS = (
         ),
         paper={
             "statement": "a 5-layer network gains nothing from noise",
-            "source": "Section 4.1 (text, no number)",
+            "source": "Section 4.1, in the text; no number",
         },
     ),
     Claim(
@@ -233,7 +233,7 @@ CLAIMS = (
         ),
         paper={
             "statement": "annealed noise worked better than fixed noise",
-            "source": "Section 2 (text, no MNIST number)",
+            "source": "Section 2, in the text; no MNIST number",
         },
     ),
 )

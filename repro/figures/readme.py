@@ -10,7 +10,7 @@ are unfinished, so a regenerated README never hides where its numbers came from.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def verdict_table(claims: Sequence[dict[str, Any]]) -> str:
             c["verdict"],
             format_effect(c),
             format_paper(c),
-            c.get("reason") or c.get("finding") or "",
+            "; ".join(part for part in (c.get("reason"), c.get("finding")) if part),
         ]
         for c in claims
     ]
@@ -109,7 +109,7 @@ def _jobs_table(data: PaperData) -> str:
     return markdown_table(pd.DataFrame(rows, columns=columns))
 
 
-def _job_lines(jobs: Sequence[JobRecord], describe) -> list[str]:
+def _job_lines(jobs: Sequence[JobRecord], describe: Callable[[JobRecord], str]) -> list[str]:
     return [f"- `{job.path}` ({describe(job)})" for job in jobs]
 
 

@@ -321,5 +321,6 @@ class Claim:
             "effect": effect,
             "paper_effect": self.paper_effect,
             "compatible": compatible,
+            "comparison_holds": holds if self.comparison is not None else None,
             "finding": finding,
         }

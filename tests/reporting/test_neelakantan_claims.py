@@ -38,23 +38,35 @@ def test_no_runs_every_claim_not_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("no_noise", "noise", "verdict"),
+    ("no_noise", "noise", "verdict", "reason"),
     [
         # lift 40.4 [35.3, 45.4]: holds, the paper's +39.6 inside the interval
-        (CHANCE, [60, 45, 55, 50, 52, 48, 58, 42], "reproduced"),
+        (CHANCE, [60, 45, 55, 50, 52, 48, 58, 42], "reproduced", ""),
         # lift 83.7, interval far above the paper's +39.6
-        (CHANCE, [95, 94, 96, 95, 94, 95, 96, 95], "reproduced qualitatively"),
+        (CHANCE, [95, 94, 96, 95, 94, 95, 96, 95], "reproduced qualitatively", ""),
         # one no-noise run at 12.5 % > 12.4 %: not every run stays at chance
-        ([12.5, *CHANCE[1:]], [60, 45, 55, 50, 52, 48, 58, 42], "not reproduced"),
+        (
+            [12.5, *CHANCE[1:]],
+            [60, 45, 55, 50, 52, 48, 58, 42],
+            "not reproduced",
+            "fails: max(zero_clip10) <= 12.4 % (every run at chance), is 12.50",
+        ),
         # lift 24.6 < 30 points
-        (CHANCE, [40, 32, 38, 35, 36, 33, 37, 37], "not reproduced"),
+        (
+            CHANCE,
+            [40, 32, 38, 35, 36, 33, 37, 37],
+            "not reproduced",
+            "fails: superiority of zero_clip10_noise over zero_clip10: +24.65 [+22.46, +26.84], "
+            "margin 30",
+        ),
     ],
 )
-def test_claim1_zero_init(runs: RunFactory, no_noise, noise, verdict) -> None:
+def test_claim1_zero_init(runs: RunFactory, no_noise, noise, verdict, reason) -> None:
     runs.cell(P + "zero_clip10", no_noise)
     runs.cell(P + "zero_clip10_noise", noise)
     claim = verdicts(runs.root)["1"]
     assert claim["verdict"] == verdict
+    assert claim["reason"] == reason
     assert claim["requirements"][0]["value"] == pytest.approx(max(no_noise))
     assert claim["effect"]["estimate"] == pytest.approx((sum(noise) - sum(no_noise)) / 8)
     assert claim["effect"]["n"] == 8
