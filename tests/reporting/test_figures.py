@@ -51,6 +51,16 @@ def test_registry_lists_modules_and_rejects_unknown() -> None:
         get_paper("nope")
 
 
+def test_every_cell_composes_to_a_config_named_like_the_cell() -> None:
+    # A cell whose experiment is renamed, or whose name differs from the config's `name`,
+    # could never match a run: every claim on it would silently stay "not run".
+    from repro.figures.identity import expected_config
+
+    for paper in PAPERS:
+        for cell in get_paper(paper).cells:
+            assert expected_config(cell)["name"] == cell.name, (paper, cell.key)
+
+
 def test_neelakantan_cli_tables_claims_figures_readme(runs: RunFactory, tmp_path: Path) -> None:
     # Two Table 1 rows ran (2 seeds x 2 lrs each); everything else must read "not run".
     runs.cell(P + "simple_clip10", [95.0, 30.0, 93.0, 32.0])  # best 95.0, mean 62.5
