@@ -100,8 +100,7 @@ def test_bad_values_raise_one_line_before_compiling(
     compose_cfg, compile_events: list[str], tmp_path: Path, overrides: list[str], message: str
 ) -> None:
     cfg = compose_cfg(*overrides)
-    # ValueError: model constructors and the data-size check raise it (ConfigError is one).
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ConfigError) as info:
         train_and_evaluate(cfg, tmp_path)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
