@@ -95,7 +95,8 @@ def _git(*args: str) -> str | None:
 def git_info() -> dict[str, Any]:
     """{"git_commit": sha or None, "git_dirty": bool or None}."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Untracked files count: a new, uncommitted module changes what a run computes.
+    status = _git("status", "--porcelain", "--untracked-files=normal")
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 
