@@ -19,6 +19,7 @@ from .factory import RunFactory, replica
 
 P = "neelakantan2015/"
 CHANCE = [11.35] * 8
+PAPER_PAIRS = ("seed", "optimizer.learning_rate")
 
 
 def verdicts(root: Path) -> dict[str, dict]:
@@ -285,3 +286,27 @@ def test_table_entry_reports_diverged_and_excluded_null(runs: RunFactory) -> Non
     assert (stats.n, stats.n_missing, stats.n_diverged) == (2, 1, 2)
     assert stats.format() == "90.0 / 70.0 (n=2, 2 diverged, 1 NaN excluded)"
     assert data.curves("simple_noclip")["seed"].unique().tolist() == [0, 2]
+
+
+def test_equivalence_claim_with_a_paper_effect_outside_the_margin_is_qualitative(
+    runs: RunFactory,
+) -> None:
+    # Our means are equivalent within 1 point, but a paper that reported a 1.5-point gain made
+    # a different claim: the direction ("no big change") holds, the size does not.
+    import dataclasses
+
+    from repro.figures.verdicts import EQUIVALENCE, Claim, Comparison
+
+    claim = Claim(
+        "q",
+        "equal means",
+        "He init",
+        comparison=Comparison("he_clip10_noise", "he_clip10", EQUIVALENCE, 1.0, PAPER_PAIRS),
+        paper_effect=1.5,
+    )
+    spec = dataclasses.replace(PAPER, claims=(claim,))
+    base = [97.0, 90.0, 96.0, 88.0, 95.0, 91.0, 97.5, 89.0]
+    runs.cell(P + "he_clip10", base)
+    runs.cell(P + "he_clip10_noise", shifted(base, 0.2))
+    [entry] = evaluate_claims(load_paper_data(spec, [runs.root]), "cmd")
+    assert (entry["verdict"], entry["compatible"]) == ("reproduced qualitatively", False)
