@@ -144,7 +144,7 @@ def _log_records(path: Path) -> list[bytes]:
             position += left
             continue
         _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        if kind == 0:  # preallocated zeros: the end of what was written
+        if kind == 0 or position + 7 + length > len(data):  # the end, or a torn last record
             break
         pending += data[position + 7 : position + 7 + length]
         position += 7 + length

@@ -338,6 +338,12 @@ def test_wandb_offline_runs_written_by_wandb_read_back(tmp_path: Path, monkeypat
     best = [replica["best"] for replica in mse_job.summary["replicas"]]
     assert best == [{"test_loss": 0.2, "epoch": 1}, {"test_loss": 0.5, "epoch": 2}]
 
+    # A log cut mid-record (a crashed run): read up to the tear, an unfinished job, no error.
+    [log] = (tmp_path / "a").rglob("run-*.wandb")
+    log.write_bytes(log.read_bytes()[: log.stat().st_size - 5])
+    torn = read_wandb_offline([tmp_path / "a"], tmp_path / "torn")
+    assert [job.name for job in load_runs([torn]).unfinished] == [P + "he_clip10_noise"]
+
 
 def test_paper_script_dry_run_prints_the_hydra_multirun(
     tmp_path: Path, monkeypatch, capsys
