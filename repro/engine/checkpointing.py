@@ -25,11 +25,16 @@ to the caller; those log records are dropped here, as the caller reports the fai
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import os
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import jax
@@ -76,18 +81,39 @@ def describe_cause(error: BaseException) -> str:
     return first if len(first) <= MAX_CAUSE_CHARS else f"{first[:MAX_CAUSE_CHARS]}..."
 
 
-def _reported_elsewhere(record: logging.LogRecord) -> bool:
-    """An Orbax error log with a traceback: Orbax also raises it to the caller."""
-    if record.levelno < logging.ERROR or record.exc_info is None:
-        return False
-    if "orbax" in record.pathname:
-        return True
-    tb = record.exc_info[2]
+def _through_orbax(tb: TracebackType | None) -> bool:
     while tb is not None:
         if "orbax" in tb.tb_frame.f_code.co_filename:
             return True
         tb = tb.tb_next
     return False
+
+
+def _reported_elsewhere(record: logging.LogRecord) -> bool:
+    """An Orbax error log with a traceback: Orbax also raises it to the caller."""
+    if record.levelno < logging.ERROR or record.exc_info is None:
+        return False
+    return "orbax" in record.pathname or _through_orbax(record.exc_info[2])
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads() -> Iterator[None]:
+    """Orbax's read tasks of a damaged step hold the exception that `restore` reports in one
+    line; when they are garbage-collected, Python prints it again ("Exception ignored in"),
+    a traceback per task. Those are collected here, and dropped."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        origin = type(unraisable.object).__module__ or ""
+        if not (_through_orbax(unraisable.exc_traceback) or "tensorstore" in origin):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = previous
 
 
 def _drop_reported(record: logging.LogRecord) -> bool:
@@ -211,7 +237,8 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         skipped: list[tuple[int, str]] = []
         for step in steps:
-            problem, stored, meta = self._problem(step, template)
+            with _quiet_failed_reads():
+                problem, stored, meta = self._problem(step, template)
             if problem is not None:
                 skipped.append((step, problem))
                 continue

@@ -112,6 +112,8 @@ def _wrong_checksum(step_dir: Path) -> None:
     record.write_text(json.dumps(meta))
 
 
+# Orbax's failed read tasks, printed again when collected ("Exception ignored in"): dropped.
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize(
     ("damage", "why"),
     [(_overwrite_middle, "cannot be read ("), (_wrong_checksum, "its arrays do not match")],
