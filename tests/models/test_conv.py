@@ -161,9 +161,13 @@ def test_auto_conv_impl_follows_the_backend(monkeypatch, backend: str, expected:
     ("model", "shape"),
     [
         (SmallCNN(), (2, 16, 16, 1)),
-        (ResNet(depth=8), (2, 8, 8, 3)),
-        (Jasper(num_outputs=5, filters=(8, 8), prologue_filters=8, epilogue_filters=(8, 8)),
-         (2, 16, 4)),
+        # The larger models lower for 15-25 s each: with the slow checks (pytest -m slow).
+        pytest.param(ResNet(depth=8), (2, 8, 8, 3), marks=pytest.mark.slow),
+        pytest.param(
+            Jasper(num_outputs=5, filters=(8, 8), prologue_filters=8, epilogue_filters=(8, 8)),
+            (2, 16, 4),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["small_cnn", "resnet", "jasper"],
 )

@@ -1,4 +1,4 @@
-"""Neelakantan et al. 2015 (papers.md section 1): the facts Table 1 rests on, checked fast.
+"""Neelakantan et al. 2015 (arXiv:1511.06807, Section 4.1): the facts Table 1 rests on, fast.
 
 The full table is a long run (README, "Neelakantan et al. 2015"); here: the zero-init network
 is provably stuck without noise, noise un-sticks it, and a tiny cell runs through the real

@@ -59,6 +59,7 @@ def test_epoch_e_of_a_longer_run_is_the_e_epoch_run(tmp_path: Path) -> None:
     assert long[1]["test_loss"] != long[0]["test_loss"]
 
 
+@pytest.mark.slow
 def test_sweep_script_runs_both_batch_sizes_into_its_own_sweep_dir(tmp_path: Path) -> None:
     out = tmp_path / "figures"
     script = [sys.executable, "scripts/neelakantan2015_budget.py", "--out-dir", str(out)]
@@ -87,6 +88,7 @@ def _init_scales_script():
     return module
 
 
+@pytest.mark.slow
 def test_init_scales_follow_the_closed_form() -> None:
     """The measurement behind init_scales.md on 128 uniform [0, 1] inputs, 20 init seeds:
     layer 1 matches s^2 |x|^2 / 2 (measured within 1.7 % over 4 inputs x 2 seed sets), and the
