@@ -22,7 +22,8 @@ from repro.figures.verdicts import difference_unit
 
 
 def git_state() -> str:
-    """Short commit of the figures code, `(dirty)` if tracked OR untracked files changed."""
+    """Short commit of the figures code, `(dirty)` if tracked OR untracked files outside
+    paper_figures/ changed."""
 
     def git(*args: str) -> str | None:
         try:
@@ -41,7 +42,11 @@ def git_state() -> str:
     commit = git("rev-parse", "--short", "HEAD")
     if commit is None:
         return "unknown"
-    status = git("status", "--porcelain", "--untracked-files=normal")
+    # The outputs being written (paper_figures/) are not the code that wrote them.
+    status = git(
+        "status", "--porcelain", "--untracked-files=normal", "--", ":(top)",
+        ":(top,exclude)paper_figures",
+    )
     return commit + (" (dirty)" if status else "")
 
 

@@ -36,3 +36,12 @@ def test_untracked_file_makes_the_figures_commit_dirty(repo: Path, monkeypatch) 
     assert not readme.git_state().endswith("(dirty)")
     (repo / "new_module.py").write_text("y = 2\n")
     assert readme.git_state().endswith("(dirty)")
+
+
+def test_outputs_being_written_do_not_make_the_figures_commit_dirty(
+    repo: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(readme, "__file__", str(repo / "a.py"))
+    (repo / "paper_figures" / "demo").mkdir(parents=True)
+    (repo / "paper_figures" / "demo" / "claims.json").write_text("{}\n")
+    assert not readme.git_state().endswith("(dirty)")
