@@ -219,17 +219,21 @@ def batches(key: jax.Array, steps: int, batch: int) -> tuple[jax.Array, jax.Arra
 # ----------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; ``rounds`` and ``steps`` resolved from ``--quick`` when unset."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=None, help="scanned steps per call")
-    args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 15)
-    steps = args.steps or (5 if args.quick else 100)
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.quick else 15)
+    args.steps = args.steps or (5 if args.quick else 100)
+    return args
 
-    key = jax.random.key(0)
-    lines = [
+
+def header_lines(rounds: int, steps: int) -> list[str]:
+    """The report's title (machine and versions), how to read it, and the table header."""
+    return [
         f"# repro.optim benchmark ({platform.node()}, {jax.devices()[0].device_kind}, "
         f"{os.cpu_count()} CPUs, jax {jax.__version__}, optax {optax.__version__})",
         "",
@@ -243,10 +247,11 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
 
-    # 1. update time on >= 2M parameters
+
+def compare_updates(key: jax.Array, lr: float, rounds: int, steps: int) -> list[str]:
+    """1. Update time on >= 2M parameters: ours vs optax's noisy_sgd and novograd."""
     tree = big_tree(key)
     num_params = sum(x.size for x in jax.tree.leaves(tree))
-    lr = 0.01
     t = interleaved(
         {
             "ours_noisy": update_loop(ro.noisy_sgd(lr, 0.01, 0.55, key=0), tree, steps),
@@ -257,51 +262,44 @@ def main() -> None:
         rounds,
         steps,
     )
-    lines.append(
+    return [
         ratio_row(
-            f"update: noisy_sgd / optax.noisy_sgd ({num_params / 1e6:.1f}M params)",
-            t["ours_noisy"],
-            t["optax_noisy"],
+            f"update: {name} / optax.{name} ({num_params / 1e6:.1f}M params)",
+            t[f"ours_{short}"],
+            t[f"optax_{short}"],
             "<= 1.05",
         )
-    )
-    lines.append(
-        ratio_row(
-            f"update: novograd / optax.novograd ({num_params / 1e6:.1f}M params)",
-            t["ours_novograd"],
-            t["optax_novograd"],
-            "<= 1.05",
-        )
-    )
+        for name, short in (("noisy_sgd", "noisy"), ("novograd", "novograd"))
+    ]
 
-    # 2. the paper's MNIST MLP: plain SGD vs noisy SGD
-    params = mlp_params(key)
+
+def compare_mlp_steps(
+    params: list[dict], data: tuple[jax.Array, jax.Array], lr: float, rounds: int, steps: int
+) -> list[str]:
+    """2. The paper's MNIST MLP: plain SGD vs our noisy SGD vs optax's, single and vmapped."""
     mlp_size = sum(x.size for x in jax.tree.leaves(params))
-    data64 = batches(key, steps, 64)
     t = interleaved(
         {
-            "sgd": train_loop(optax.sgd(lr), params, data64, steps),
-            "ours": train_loop(ro.noisy_sgd(lr, 0.01, 0.55, key=0), params, data64, steps),
-            "optax": train_loop(optax.noisy_sgd(lr, 0.01, 0.55, key=0), params, data64, steps),
+            "sgd": train_loop(optax.sgd(lr), params, data, steps),
+            "ours": train_loop(ro.noisy_sgd(lr, 0.01, 0.55, key=0), params, data, steps),
+            "optax": train_loop(optax.noisy_sgd(lr, 0.01, 0.55, key=0), params, data, steps),
         },
         rounds,
         steps,
     )
     label = f"20x50 MLP ({mlp_size / 1e3:.0f}k params), batch 64"
-    lines.append(ratio_row(f"{label}: noisy_sgd step / SGD step", t["ours"], t["sgd"], "<= 1.5"))
-    lines.append(
-        ratio_row(f"{label}: optax.noisy_sgd step / SGD step", t["optax"], t["sgd"], "(3.2)")
-    )
-    lines.append(
-        ratio_row(f"{label}: noisy_sgd step / optax.noisy_sgd step", t["ours"], t["optax"], "")
-    )
+    lines = [
+        ratio_row(f"{label}: noisy_sgd step / SGD step", t["ours"], t["sgd"], "<= 1.5"),
+        ratio_row(f"{label}: optax.noisy_sgd step / SGD step", t["optax"], t["sgd"], "(3.2)"),
+        ratio_row(f"{label}: noisy_sgd step / optax.noisy_sgd step", t["ours"], t["optax"], ""),
+    ]
 
     replicas = 4
     t = interleaved(
         {
-            "sgd": replicas_loop(lambda k, r: optax.sgd(r), params, data64, steps, replicas),
+            "sgd": replicas_loop(lambda k, r: optax.sgd(r), params, data, steps, replicas),
             "ours": replicas_loop(
-                lambda k, r: ro.noisy_sgd(r, 0.01, 0.55, key=k), params, data64, steps, replicas
+                lambda k, r: ro.noisy_sgd(r, 0.01, 0.55, key=k), params, data, steps, replicas
             ),
         },
         rounds,
@@ -315,8 +313,11 @@ def main() -> None:
             "(vmap check)",
         )
     )
+    return lines
 
-    # 2b. the noise generators alone on the MLP tree (update = g + noise), vs optax's
+
+def compare_noise_generators(params: list[dict], rounds: int, steps: int) -> list[str]:
+    """2b. The noise generators alone on the MLP tree (update = g + noise), vs optax's."""
     generators = {
         "repro (chunked, default)": ro.add_noise(1.0, 0.0, 0),
         "repro (per_leaf layout)": ro.add_noise(1.0, 0.0, 0, layout="per_leaf"),
@@ -327,6 +328,7 @@ def main() -> None:
     variants = {"optax": update_loop(optax.add_noise(1.0, 0.0, 0), params, steps)}
     variants.update({name: update_loop(tx, params, steps) for name, tx in generators.items()})
     t = interleaved(variants, rounds, steps)
+    lines = []
     for name in generators:
         vmap_note = " (not vmap-invariant)" if "rbg" in name else ""
         lines.append(
@@ -337,8 +339,19 @@ def main() -> None:
                 "",
             )
         )
+    return lines
 
-    # 3. example-weight samplers vs plain SGD on the same batch
+
+def compare_samplers(
+    key: jax.Array,
+    params: list[dict],
+    data: tuple[jax.Array, jax.Array],
+    lr: float,
+    rounds: int,
+    steps: int,
+) -> list[str]:
+    """3. Example-weight samplers vs plain SGD on the same batch of 64 (``data``); noise
+    enhancement vs plain SGD on the 2 x 64 examples it consumes."""
     batch = 64
     samplers = {
         "sgd_sampling(16)": ro.sgd_sampling(16),
@@ -348,14 +361,14 @@ def main() -> None:
         "sparse_gaussian(1.0, 16)": ro.sparse_gaussian(1.0, 16),
         "ghost_batch_gaussian(1.0, 16)": ro.ghost_batch_gaussian(1.0, 16),
     }
-    variants = {"plain": train_loop(optax.sgd(lr), params, data64, steps)}
+    variants = {"plain": train_loop(optax.sgd(lr), params, data, steps)}
     for name, sampler in samplers.items():
-        variants[name] = train_loop(optax.sgd(lr), params, data64, steps, sampler)
+        variants[name] = train_loop(optax.sgd(lr), params, data, steps, sampler)
     t = interleaved(variants, rounds, steps)
-    for name in samplers:
-        lines.append(
-            ratio_row(f"MLP batch {batch}: {name} step / SGD step", t[name], t["plain"], "<= 1.05")
-        )
+    lines = [
+        ratio_row(f"MLP batch {batch}: {name} step / SGD step", t[name], t["plain"], "<= 1.05")
+        for name in samplers
+    ]
     enhancement = ro.noise_enhancement(0.5)
     data128 = batches(key, steps, enhancement.num_examples(batch))
     t = interleaved(
@@ -374,6 +387,21 @@ def main() -> None:
             "<= 1.05",
         )
     )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rounds, steps = args.rounds, args.steps
+    key = jax.random.key(0)
+    lr = 0.01
+    lines = header_lines(rounds, steps)
+    lines += compare_updates(key, lr, rounds, steps)
+    params = mlp_params(key)
+    data64 = batches(key, steps, 64)
+    lines += compare_mlp_steps(params, data64, lr, rounds, steps)
+    lines += compare_noise_generators(params, rounds, steps)
+    lines += compare_samplers(key, params, data64, lr, rounds, steps)
     print("\n".join(lines))
 
 

@@ -21,6 +21,7 @@ the bare loop and of R=1 runs are the best of --repeats (other load only slows t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -234,7 +235,8 @@ def steady_rate(run: dict[str, Any], examples_per_epoch: int) -> float:
     return epochs * examples_per_epoch / (last["wall_time_s"] - first["wall_time_s"])
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (``--torch-only``/``--torch-threads``: the torch subprocess)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the R=1 engine run")
@@ -244,26 +246,26 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--torch-threads", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.torch_only:  # run in a fresh process: no XLA threads competing with torch's
-        data = load_npz(REPO / "../shared/data/mnist.npz", flatten=True)
-        rates = [
-            torch_eager_rate(data.x_train, data.y_train, args.batch, threads=t)
-            for t in (args.torch_threads, 1)
-        ]
-        print(json.dumps(None if rates[0] is None else max(rates)))
-        return
+    return parser.parse_args(argv)
 
-    data = load_npz(REPO / "../shared/data/mnist.npz", flatten=True)
-    x, y = data.x_train, data.y_train
-    batch = args.batch
-    per_epoch = (len(x) // batch) * batch
-    results: dict[str, Any] = {"load_average_start": os.getloadavg()}
-    print(f"devices: {jax.devices()}  cpu cores: {os.cpu_count()}  load avg: {os.getloadavg()}")
-    print(f"model: {DEPTH} x {WIDTH} ReLU MLP on MNIST, batch {batch}, SGD; float32\n")
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_"))
-    base = [
+def load_mnist() -> Any:
+    return load_npz(REPO / "../shared/data/mnist.npz", flatten=True)
+
+
+def print_torch_only(args: argparse.Namespace) -> None:
+    """The torch subprocess: print (as JSON) the better rate of default and 1 thread."""
+    data = load_mnist()
+    rates = [
+        torch_eager_rate(data.x_train, data.y_train, args.batch, threads=t)
+        for t in (args.torch_threads, 1)
+    ]
+    print(json.dumps(None if rates[0] is None else max(rates)))
+
+
+def engine_base_overrides(batch: int) -> list[str]:
+    """`repro.train` overrides of every engine run: the MLP, plain SGD, no noise."""
+    return [
         "~experiment",
         "name=bench",
         "data=mnist",
@@ -276,6 +278,28 @@ def main() -> None:
         "trainer.eval_batch_size=2000",
         "trainer.progress=never",
     ]
+
+
+@dataclasses.dataclass
+class Setup:
+    """What every comparison shares: options, training data, engine overrides, scratch dir."""
+
+    args: argparse.Namespace
+    x: np.ndarray
+    y: np.ndarray
+    base: list[str]
+    tmp: Path
+
+    @property
+    def per_epoch(self) -> int:
+        """Examples per epoch (whole batches only)."""
+        return (len(self.x) // self.args.batch) * self.args.batch
+
+
+def compare_single_run(setup: Setup, results: dict[str, Any]) -> None:
+    """1. A whole R = 1 `repro.train` run vs a bare scan, a Python loop and PyTorch eager."""
+    args, x, y, base, tmp = setup.args, setup.x, setup.y, setup.base, setup.tmp
+    batch, per_epoch = args.batch, setup.per_epoch
     bare = engine_rate = every_epoch_rate = 0.0
     epochs = f"trainer.epochs={args.epochs}"
     for i in range(args.repeats):  # best of: the machine is shared, noise only slows down
@@ -307,6 +331,10 @@ def main() -> None:
     else:
         print("   PyTorch eager        not installed (pip install torch==2.13.0)")
 
+
+def compare_replicas(setup: Setup, results: dict[str, Any]) -> float:
+    """2. R replicas in one program vs R separate runs; returns the matmul peak (GFLOP/s)."""
+    args, base, tmp, per_epoch = setup.args, setup.base, setup.tmp, setup.per_epoch
     jax_devices = usable_cores()
     print(
         f"\n2. R replicas (seeds) in one program vs R separate runs ({args.replica_epochs} epochs):"
@@ -317,12 +345,14 @@ def main() -> None:
     cache = tmp / "single_cache"
     cold = engine_run([*base, epochs], tmp / "single_cold", cache)
     warm = engine_run([*base, epochs], tmp / "single_warm", cache)
-    single_rate = max(steady_rate(cold, per_epoch), steady_rate(warm, per_epoch), engine_rate)
+    single_rate = max(
+        steady_rate(cold, per_epoch), steady_rate(warm, per_epoch), results["engine"]
+    )
     # The most R replicas can gain over one run once compiled: the matmul peak over the FLOP/s
     # one run achieves (the replicas' work is the same matmuls, batched).
     peak = matmul_gflops()
     ceiling = peak / (single_rate * model_flops_per_example() / 1e9)
-    narrow = {r: layer_matmul_gflops(r, batch) for r in (1, max(args.replicas))}
+    narrow = {r: layer_matmul_gflops(r, args.batch) for r in (1, max(args.replicas))}
     results["replicas"] = {"steady_flop_ceiling": ceiling, "layer_matmul_gflops": narrow}
     for r in args.replicas:
         run = engine_run([*base, epochs, f"replicas.seeds={r}"], tmp / f"r{r}")
@@ -348,19 +378,46 @@ def main() -> None:
     )
     r_max = max(args.replicas)
     print(
-        f"   but the hidden layers' {batch}x{WIDTH}x{WIDTH} matmul runs at {narrow[1]:.0f} GFLOP/s "
-        f"alone and {narrow[r_max]:.0f} GFLOP/s batched over {r_max} replicas: batching these "
-        "narrow matmuls buys little; the gain comes from the shared first layer"
+        f"   but the hidden layers' {args.batch}x{WIDTH}x{WIDTH} matmul runs at "
+        f"{narrow[1]:.0f} GFLOP/s alone and {narrow[r_max]:.0f} GFLOP/s batched over {r_max} "
+        "replicas: batching these narrow matmuls buys little; the gain comes from the shared "
+        "first layer"
     )
+    return peak
 
+
+def compare_model_flops(setup: Setup, peak: float, results: dict[str, Any]) -> None:
+    """3. Achieved model FLOP/s of the bare scanned epoch (batch 1024 and 64) vs ``peak``."""
     print("\n3. achieved model FLOP/s (bare scanned epoch) vs a 4096^2 matmul:")
-    rate_1024 = bare_scan_rate(x, y, 1024, epochs=2)
+    rate_1024 = bare_scan_rate(setup.x, setup.y, 1024, epochs=2)
     achieved = rate_1024 * model_flops_per_example() / 1e9
-    rate_64 = bare * model_flops_per_example() / 1e9
+    rate_64 = results["bare_scan"] * model_flops_per_example() / 1e9
     results.update(matmul_gflops=peak, model_gflops_b1024=achieved, fraction_b1024=achieved / peak)
     print(f"   4096^2 matmul        {peak:8.1f} GFLOP/s")
     print(f"   MLP at batch 1024    {achieved:8.1f} GFLOP/s = {achieved / peak:.0%} of the matmul")
     print(f"   MLP at batch 64      {rate_64:8.1f} GFLOP/s = {rate_64 / peak:.0%} of the matmul")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.torch_only:  # run in a fresh process: no XLA threads competing with torch's
+        print_torch_only(args)
+        return
+
+    data = load_mnist()
+    results: dict[str, Any] = {"load_average_start": os.getloadavg()}
+    print(f"devices: {jax.devices()}  cpu cores: {os.cpu_count()}  load avg: {os.getloadavg()}")
+    print(f"model: {DEPTH} x {WIDTH} ReLU MLP on MNIST, batch {args.batch}, SGD; float32\n")
+    setup = Setup(
+        args=args,
+        x=data.x_train,
+        y=data.y_train,
+        base=engine_base_overrides(args.batch),
+        tmp=Path(tempfile.mkdtemp(prefix="bench_")),
+    )
+    compare_single_run(setup, results)
+    peak = compare_replicas(setup, results)
+    compare_model_flops(setup, peak, results)
     results["load_average_end"] = os.getloadavg()
     print(f"\nload avg at the end: {os.getloadavg()}")
     if args.json:
