@@ -165,20 +165,18 @@ def transform_labels(
     return (ids, num_classes)
 
 
-def preprocess(
+def _check_options(
     raw: RawArrays,
     *,
-    scaling: str = "unit",
-    flatten: bool = False,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    subset_seed: int = 0,
-    subset: str = "random",
-    order: str = "canonical",
-    label_transform: str = "none",
-    one_hot: bool = False,
-) -> ArrayDataset:
-    """Preprocess ``raw`` into an ``ArrayDataset`` (steps in the module docstring)."""
+    scaling: str,
+    flatten: bool,
+    subset_seed: int,
+    subset: str,
+    order: str,
+    label_transform: str,
+    one_hot: bool,
+) -> None:
+    """Raise ``ValueError`` for a bad option before any heavy work (sorting, scaling)."""
     check_choice("scaling", scaling, SCALINGS)
     check_choice("subset", subset, SUBSETS)
     check_choice("order", order, ORDERS)
@@ -194,7 +192,6 @@ def preprocess(
             f"scaling must be 'standardize' or 'none' for the non-image data {raw.name!r}, "
             "got 'unit'"
         )
-    # Validate label options before any heavy work.
     transform_labels(
         raw.y_train[:1],
         num_classes=raw.num_classes,
@@ -202,6 +199,17 @@ def preprocess(
         one_hot=one_hot,
     )
 
+
+def _order_and_subset(
+    raw: RawArrays,
+    *,
+    n_train: int | None,
+    n_test: int | None,
+    subset_seed: int,
+    subset: str,
+    order: str,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Steps 1-2 (and the image channel axis): ``{"train": (x, y), "test": (x, y)}``."""
     splits = {}
     for split, x, y, n, key in (
         ("train", raw.x_train, raw.y_train, n_train, "n_train"),
@@ -217,7 +225,36 @@ def preprocess(
         if raw.is_image and x.ndim == 3:
             x = x[..., None]
         splits[split] = (x, y)
+    return splits
 
+
+def preprocess(
+    raw: RawArrays,
+    *,
+    scaling: str = "unit",
+    flatten: bool = False,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    subset_seed: int = 0,
+    subset: str = "random",
+    order: str = "canonical",
+    label_transform: str = "none",
+    one_hot: bool = False,
+) -> ArrayDataset:
+    """Preprocess ``raw`` into an ``ArrayDataset`` (steps in the module docstring)."""
+    _check_options(
+        raw,
+        scaling=scaling,
+        flatten=flatten,
+        subset_seed=subset_seed,
+        subset=subset,
+        order=order,
+        label_transform=label_transform,
+        one_hot=one_hot,
+    )
+    splits = _order_and_subset(
+        raw, n_train=n_train, n_test=n_test, subset_seed=subset_seed, subset=subset, order=order
+    )
     x_train, y_train = splits["train"]
     x_test, y_test = splits["test"]
     metadata: dict[str, Any] = {

@@ -230,6 +230,77 @@ class _DeferredTest:
         )
 
 
+def _check_stream_options(
+    scaling: str,
+    label_transform: str,
+    seed: int,
+    shuffle_buffer: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    image_size: Sequence[int] | None,
+) -> tuple[int, ...] | None:
+    """Raise ``ValueError`` for a bad stream option (before the TFDS builder is opened);
+    returns ``image_size`` as a (height, width) tuple (None: the stored size)."""
+    check_choice("scaling", scaling, SCALINGS)
+    check_choice("label_transform", label_transform, LABEL_TRANSFORMS)
+    _check_int("seed", seed, 0)
+    _check_int("shuffle_buffer", shuffle_buffer, 1)
+    if scaling == "standardize" and (mean is None or std is None):
+        raise ValueError(
+            "scaling='standardize' in a stream needs mean and std (per channel, unit scale)"
+        )
+    if image_size is None:
+        return None
+    image_size = tuple(image_size)
+    if len(image_size) != 2:
+        raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+    for size in image_size:
+        _check_int("image_size", size, 1)
+    return image_size
+
+
+def _check_features_and_splits(
+    info: Any, name: str, keys: Sequence[str], *, split: str, test_split: str | None
+) -> None:
+    """Raise ``ValueError`` unless the TFDS ``info`` has the feature ``keys`` and the splits
+    (``test_split`` None: no evaluation split)."""
+    features = info.features
+    for key in keys:
+        if key not in features:
+            raise ValueError(f"{name} has no feature {key!r} (features: {sorted(features)})")
+    for key, value in (("split", split), ("test_split", test_split)):
+        if value is not None and value not in info.splits:
+            raise ValueError(
+                f"{key} must be one of {sorted(info.splits)} (or a slice of one), got {value!r}"
+            )
+
+
+def _resized_image_shape(
+    features: Any, image_key: str, image_size: tuple[int, ...] | None, name: str
+) -> tuple[int, ...]:
+    """Shape of one image after the resize to ``image_size`` (fixed, or ``ValueError``)."""
+    shape = tuple(features[image_key].shape)
+    if image_size is not None:
+        shape = (*image_size, shape[-1])
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"image_size must be given for {name}: its images have variable shape {shape}"
+        )
+    return shape
+
+
+def _num_classes_after(raw_num_classes: int, label_transform: str, one_hot: bool) -> int:
+    """Classes after ``transform_labels`` (0 for +-1 or regression targets); ``ValueError`` for
+    label options that do not fit the labels."""
+    _, num_classes = transform_labels(
+        np.zeros(1, np.int64),
+        num_classes=raw_num_classes,
+        label_transform=label_transform,
+        one_hot=one_hot,
+    )
+    return num_classes
+
+
 class TFDSStream:
     """Deterministic, resumable iterator of ``{"x": float32, "y": labels}`` numpy batches.
 
@@ -296,33 +367,16 @@ class TFDSStream:
             "download": download,
             "network_timeout_s": network_timeout_s,
         }
-        check_choice("scaling", scaling, SCALINGS)
-        check_choice("label_transform", label_transform, LABEL_TRANSFORMS)
-        _check_int("seed", seed, 0)
-        _check_int("shuffle_buffer", shuffle_buffer, 1)
-        if scaling == "standardize" and (mean is None or std is None):
-            raise ValueError(
-                "scaling='standardize' in a stream needs mean and std (per channel, unit scale)"
-            )
-        if image_size is not None:
-            image_size = tuple(image_size)
-            if len(image_size) != 2:
-                raise ValueError(f"image_size must be (height, width), got {image_size!r}")
-            for size in image_size:
-                _check_int("image_size", size, 1)
+        image_size = _check_stream_options(
+            scaling, label_transform, seed, shuffle_buffer, mean, std, image_size
+        )
         self.builder = tfds_builder(
             name, data_dir, download=download, network_timeout_s=network_timeout_s
         )
         features = self.builder.info.features
-        for key in (image_key, label_key):
-            if key not in features:
-                raise ValueError(f"{name} has no feature {key!r} (features: {sorted(features)})")
-        for key, value in (("split", split), ("test_split", test_split)):
-            if value is not None and value not in self.builder.info.splits:
-                raise ValueError(
-                    f"{key} must be one of {sorted(self.builder.info.splits)} (or a slice of "
-                    f"one), got {value!r}"
-                )
+        _check_features_and_splits(
+            self.builder.info, name, (image_key, label_key), split=split, test_split=test_split
+        )
         self.test_split = test_split
         self.name = _base_name(name)
         self.split = split
@@ -343,23 +397,9 @@ class TFDSStream:
         self.flatten = bool(flatten)
         self.label_transform = label_transform
         self.one_hot = bool(one_hot)
-
-        shape = tuple(features[image_key].shape)
-        if image_size is not None:
-            shape = (*image_size, shape[-1])
-        if any(d is None for d in shape):
-            raise ValueError(
-                f"image_size must be given for {name}: its images have variable shape {shape}"
-            )
-        self._image_shape = shape
-        raw_classes = int(features[label_key].num_classes)
-        self._raw_num_classes = raw_classes
-        _, self.num_classes = transform_labels(
-            np.zeros(1, np.int64),
-            num_classes=raw_classes,
-            label_transform=label_transform,
-            one_hot=one_hot,
-        )
+        self._image_shape = _resized_image_shape(features, image_key, image_size, name)
+        self._raw_num_classes = int(features[label_key].num_classes)
+        self.num_classes = _num_classes_after(self._raw_num_classes, label_transform, one_hot)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
