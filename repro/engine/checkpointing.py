@@ -16,6 +16,15 @@ files) is skipped with one logged line naming the step and why, and deleted (the
 that step again when it gets there); the newest intact step is restored. If no step is
 intact, `RunDirError` (one line, exit 2).
 
+File manifests. Once a save has completed (Orbax has merged and committed the step), the size
+and SHA-256 of every file of the step directory are written to `<workdir>/checkpoint_files/
+<step>.json`, outside the directory Orbax manages. `restore` checks a step's files against
+its manifest before handing the step to Orbax: a damaged step is skipped without being read,
+because a failed Orbax read leaves TensorStore completing the step's other reads after
+Orbax's event loop closed, each printing an "Event loop is closed" traceback from a thread no
+Python hook sees. A step without a manifest (killed between commit and manifest) is read and
+verified by its digest as before.
+
 Failures to save (disk full, permissions) never end a run: each is logged as one line naming
 the checkpoint directory and the cause, the run goes on (a resume starts from the last step
 that was saved), and `save_report(step)` tells the summary whether the final step was saved.
@@ -28,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
 import logging
 import os
 import re
@@ -41,6 +51,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from repro.engine.outputs import write_json_atomic
 from repro.engine.run_dir import RunDirError
 from repro.engine.train_state import TrainState, from_storable, to_storable
 
@@ -48,6 +59,8 @@ log = logging.getLogger(__name__)
 DIGEST_KEY = "state_sha256"
 MAX_CAUSE_CHARS = 300
 TENSORSTORE_NOISE = (" [tensorstore_spec", ". See full TensorStore details")
+MANIFEST_DIR = "checkpoint_files"  # a sibling of the checkpoint directory
+HASH_CHUNK_BYTES = 1 << 20
 
 
 def state_digest(tree: Any) -> str:
@@ -59,6 +72,35 @@ def state_digest(tree: Any) -> str:
         digest.update(header.encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_manifest(directory: Path) -> dict[str, list[int | str]]:
+    """`{path relative to directory: [size in bytes, SHA-256]}` for every file under it."""
+    return {
+        path.relative_to(directory).as_posix(): [path.stat().st_size, file_sha256(path)]
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def manifest_problem(directory: Path, manifest: dict[str, list[int | str]]) -> str | None:
+    """Why the files under `directory` differ from `manifest`, or None (files added since
+    are not checked: Orbax reads only what it wrote)."""
+    for name, (size, sha256) in manifest.items():
+        path = directory / name
+        if not path.is_file():
+            return f"file {name} is missing"
+        if path.stat().st_size != size or file_sha256(path) != sha256:
+            return f"file {name} changed since it was saved"
+    return None
 
 
 def describe_cause(error: BaseException) -> str:
@@ -145,6 +187,35 @@ class Checkpointer:
         )
         self.failed: dict[int, str] = {}  # step -> cause, for saves that did not complete
         self._in_flight: int | None = None
+        self.manifests = self.directory.parent / MANIFEST_DIR
+        self._drop_stale_manifests()
+
+    def _manifest_path(self, step: int) -> Path:
+        return self.manifests / f"{step}.json"
+
+    def _drop_stale_manifests(self) -> None:
+        """Manifests of steps Orbax deleted (max_to_keep) or that were deleted with the whole
+        checkpoint directory (trainer.overwrite): a stale one would reject a new step."""
+        if not self.manifests.is_dir():
+            return
+        kept = {str(step) for step in self.manager.all_steps()}
+        for path in self.manifests.glob("*.json"):
+            if path.stem not in kept:
+                path.unlink(missing_ok=True)
+
+    def _read_manifest(self, step: int) -> dict[str, list[int | str]] | None:
+        """The step's manifest; None if absent or unreadable (the step is then verified by
+        its digest alone)."""
+        try:
+            return dict(json.loads(self._manifest_path(step).read_text())["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_manifest(self, step: int) -> None:
+        """After the save of `step` completed: Orbax writes nothing in the step after that."""
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        manifest = files_manifest(self.directory / str(step))
+        write_json_atomic(self._manifest_path(step), {"step": step, "files": manifest})
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -168,6 +239,7 @@ class Checkpointer:
         self.wait()
         if step in self.manager.all_steps():
             return
+        self._manifest_path(step).unlink(missing_ok=True)
         storable = to_storable(state)
         try:
             self.manager.save(
@@ -188,6 +260,13 @@ class Checkpointer:
         try:
             self.manager.wait_until_finished()
         except Exception as error:
+            self._failed(step, error)
+            return
+        try:
+            if step is not None and step in self.manager.all_steps():
+                self._write_manifest(step)
+            self._drop_stale_manifests()
+        except OSError as error:  # the step is saved; without a manifest it is still verified
             self._failed(step, error)
 
     def save_report(self, step: int) -> dict[str, Any]:
@@ -210,6 +289,11 @@ class Checkpointer:
 
     def _problem(self, step: int, template: TrainState) -> tuple[str | None, Any, dict]:
         """(why step cannot be used or None, its storable state, its record)."""
+        manifest = self._read_manifest(step)
+        if manifest is not None:
+            problem = manifest_problem(self.directory / str(step), manifest)
+            if problem is not None:  # never handed to Orbax (see the module docstring)
+                return problem, None, {}
         try:
             stored, meta = self._restore_step(step, template)
         except Exception as error:  # any damage to any file of the step
@@ -245,6 +329,7 @@ class Checkpointer:
             for bad, why in skipped:
                 # Deleted so that the run saves this step again when it gets there.
                 self.manager.delete(bad)
+                self._manifest_path(bad).unlink(missing_ok=True)
                 log.warning(
                     "checkpoint step %d in %s skipped and deleted: %s; restoring step %d",
                     bad,

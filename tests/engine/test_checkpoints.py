@@ -19,8 +19,10 @@ import pytest
 from repro.engine import train_and_evaluate
 from repro.engine.checkpointing import (
     DIGEST_KEY,
+    MANIFEST_DIR,
     Checkpointer,
     describe_cause,
+    files_manifest,
     state_digest,
 )
 from repro.engine.run_dir import RunDirError
@@ -112,20 +114,33 @@ def _wrong_checksum(step_dir: Path) -> None:
     record.write_text(json.dumps(meta))
 
 
+def _manifests(checkpointer: Checkpointer) -> Path:
+    return checkpointer.directory.parent / MANIFEST_DIR
+
+
 # Orbax's failed read tasks, printed again when collected ("Exception ignored in"): dropped.
+# Without a manifest (a run killed between commit and manifest) the step goes through Orbax.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize(
-    ("damage", "why"),
-    [(_overwrite_middle, "cannot be read ("), (_wrong_checksum, "its arrays do not match")],
+    ("damage", "with_manifest", "why"),
+    [
+        (_overwrite_middle, True, "file state/"),
+        (_wrong_checksum, True, "file meta/metadata changed since it was saved"),
+        (_overwrite_middle, False, "cannot be read ("),
+        (_wrong_checksum, False, "its arrays do not match"),
+    ],
 )
 def test_a_damaged_step_is_skipped_deleted_and_logged_once(
     saved: Callable[..., Checkpointer],
     caplog: pytest.LogCaptureFixture,
     damage: Callable[[Path], None],
+    with_manifest: bool,
     why: str,
 ) -> None:
     checkpointer = saved(1, 2)
     damage(checkpointer.directory / "2")
+    if not with_manifest:
+        (_manifests(checkpointer) / "2.json").unlink()
     with caplog.at_level(logging.WARNING, logger="repro.engine.checkpointing"):
         state, _ = checkpointer.restore(_state(0, 0))
     _assert_same(state, _state(1, 1))
@@ -135,7 +150,51 @@ def test_a_damaged_step_is_skipped_deleted_and_logged_once(
     )
     assert lines[0].endswith("restoring step 1") and "TensorStore details" not in lines[0]
     assert checkpointer.manager.all_steps() == [1]
+    assert sorted(p.name for p in _manifests(checkpointer).iterdir()) == ["1.json"]
     checkpointer.close()
+
+
+def test_a_step_whose_files_changed_is_never_handed_to_orbax(
+    saved: Callable[..., Checkpointer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed Orbax read leaves TensorStore printing "Event loop is closed" tracebacks from
+    its threads; the file manifest keeps a damaged step from being read at all."""
+    checkpointer = saved(1, 2)
+    step_dir = checkpointer.directory / "2"
+    manifest = json.loads((_manifests(checkpointer) / "2.json").read_text())["files"]
+    assert manifest == files_manifest(step_dir) and "state/manifest.ocdbt" in manifest
+    for path in step_dir.rglob("d/*"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    read: list[int] = []
+    orbax_restore = checkpointer.manager.restore
+
+    def restore(step: int, **kwargs: Any) -> Any:
+        read.append(step)
+        return orbax_restore(step, **kwargs)
+
+    monkeypatch.setattr(checkpointer.manager, "restore", restore)
+    state, _ = checkpointer.restore(_state(0, 0))
+    _assert_same(state, _state(1, 1))
+    assert read == [1]
+    checkpointer.close()
+
+
+def test_manifests_follow_the_steps_orbax_keeps(tmp_path: Path) -> None:
+    """Written once each save completed; dropped with steps Orbax deletes (max_to_keep) and,
+    at start, for steps that are gone (trainer.overwrite deletes the checkpoint directory),
+    so a stale manifest never rejects a new step."""
+    checkpointer = Checkpointer(tmp_path / "ckpt", max_to_keep=2)
+    for step in (1, 2, 3):
+        checkpointer.save(_state(step, step), {"step": step})
+    checkpointer.close()
+    manifests = tmp_path / MANIFEST_DIR
+    assert sorted(p.name for p in manifests.iterdir()) == ["2.json", "3.json"]
+    for step in (2, 3):
+        recorded = json.loads((manifests / f"{step}.json").read_text())["files"]
+        assert recorded == files_manifest(tmp_path / "ckpt" / str(step))
+    (tmp_path / "ckpt" / "3").rename(tmp_path / "elsewhere")
+    Checkpointer(tmp_path / "ckpt", max_to_keep=2).close()
+    assert sorted(p.name for p in manifests.iterdir()) == ["2.json"]
 
 
 def test_no_intact_step_is_one_run_dir_error(saved: Callable[..., Checkpointer]) -> None:
