@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from repro.figures.cli import main as figures_main
 from repro.figures.neelakantan2015_budget import NAME, SWEEP
+from repro.figures.sweep import train_then_figures
 from repro.run_identity import result_overrides
 
 OUT_DIR = "paper_figures/neelakantan2015/budget"
@@ -63,16 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args, overrides = parser.parse_known_args(argv)
     train, figures = commands(overrides, args.out_dir)
-    print("$ " + shlex.join(train))
-    print("$ " + shlex.join(["python", "-m", "repro.figures", *figures]))
-    if args.dry_run:
-        return 0
-    status = 0
-    if not args.skip_train:
-        status = subprocess.run(train, check=False).returncode
-        if status != 0:
-            print(f"training exited with {status}; the figures use the jobs that finished")
-    return status or figures_main(figures)
+    return train_then_figures(train, figures, args.skip_train, args.dry_run)
 
 
 if __name__ == "__main__":

@@ -93,14 +93,23 @@ def run_paper(paper: str, argv: Sequence[str] | None = None) -> int:
             figures_argv += ["--out-dir", str(root / "figures" / paper)]
         # The figures match runs to cells by config: tell them the overrides the sweep ran with.
         figures_argv += ["--overrides", *changed]
+    return train_then_figures(command, figures_argv, args.skip_train, args.dry_run)
+
+
+def train_then_figures(
+    command: Sequence[str], figures_argv: Sequence[str], skip_train: bool, dry_run: bool
+) -> int:
+    """Print both commands; run the sweep (unless `skip_train`), then the figures, which use
+    the jobs that finished even when some did not. Exit status: the sweep's, else the
+    figures'."""
     print("$ " + shlex.join(command))
     print("$ " + shlex.join(["python", "-m", "repro.figures", *figures_argv]))
-    if args.dry_run:
+    if dry_run:
         return 0
     status = 0
-    if not args.skip_train:
-        status = subprocess.run(command, check=False).returncode
+    if not skip_train:
+        status = subprocess.run(list(command), check=False).returncode
         if status != 0:
             print(f"training exited with {status}; figures use the runs that finished")
-    figures_status = figures_main(figures_argv)
+    figures_status = figures_main(list(figures_argv))
     return status or figures_status
