@@ -178,37 +178,6 @@ def test_warmup_schedule_and_momentum_with_traced_grid(compose_cfg, tmp_path: Pa
     assert all(math.isfinite(v) for v in finals) and finals[0] != finals[1]
 
 
-def test_regression_task_and_diagnostics_hooks(compose_cfg, read_metrics, tmp_path: Path) -> None:
-    summary = train_and_evaluate(
-        compose_cfg(
-            "~experiment",
-            "name=test",
-            "trainer.epochs=2",
-            "trainer.progress=never",
-            "noise=none",
-            "data=linear_regression",
-            "data.num_train=512",
-            "data.num_test=256",
-            "model=linear",
-            "task=mse",
-            "trainer.batch_size=16",
-            "optimizer.learning_rate=0.05",
-            "replicas.seeds=2",
-            "+diagnostics.noise._target_=repro.engine.hooks.GradientNoiseStrength",
-            "+diagnostics.noise.num_examples=64",
-            "+diagnostics.hessian._target_=repro.engine.hooks.HessianTopEigenvalue",
-            "+diagnostics.hessian.num_examples=256",
-            tiny=False,
-        ),
-        tmp_path,
-    )
-    assert summary["objective_metric"] == "test_loss"
-    record = read_metrics(tmp_path)[-1]
-    assert "test_accuracy" not in record
-    # The hooks' values against closed forms: tests/engine/test_hooks.py.
-    assert len(record["noise/noise_strength"]) == len(record["hessian/top_eigenvalue"]) == 2
-
-
 def test_finished_run_is_skipped_and_other_config_refused(compose_cfg, tmp_path: Path) -> None:
     first = train_and_evaluate(compose_cfg(), tmp_path)
     again = train_and_evaluate(compose_cfg("trainer.progress=always"), tmp_path)

@@ -148,7 +148,7 @@ def test_hooks_in_a_training_run_match_the_closed_forms(
 ) -> None:
     """Through the engine: the last epoch's hook values are those of the final parameters on
     the first examples of the training set (data.dim=3: a 4 x 4 Hessian)."""
-    train_and_evaluate(
+    summary = train_and_evaluate(
         compose_cfg(
             "~experiment",
             "name=test",
@@ -175,6 +175,9 @@ def test_hooks_in_a_training_run_match_the_closed_forms(
         tmp_path,
     )
     record = read_metrics(tmp_path)[-1]
+    # task=mse: the objective is the test loss, and there is no accuracy.
+    assert summary["objective_metric"] == "test_loss"
+    assert "test_accuracy" not in record
     arrays = make_linear_regression(num_train=512, num_test=64, dim=3, seed=0).train_arrays()
     data = {"x": np.asarray(arrays["x"]), "y": np.asarray(arrays["y"])[:, 0]}
     params = final_params(tmp_path)
