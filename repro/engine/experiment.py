@@ -31,7 +31,7 @@ from repro.engine.data_loading import (
 from repro.engine.epoch import ResidentFeed, make_chunk_fn, make_order_fn
 from repro.engine.evaluation import make_eval_fn, make_eval_sums_fn, pad_to_batches
 from repro.engine.feeding import StreamEvaluator, StreamFeed
-from repro.engine.hooks import EpochHook
+from repro.engine.hooks import EpochHook, check_hooks
 from repro.engine.instantiate import call_target
 from repro.engine.optimizers import UpdateRule
 from repro.engine.run_spec import RunSpec
@@ -254,6 +254,15 @@ def _data_order_key(spec: RunSpec, plan: rep.ReplicaPlan) -> jax.Array:
     return rep.stream_keys(plan.seed_keys(), rep.STREAM_DATA_ORDER)
 
 
+def _num_params(program: ReplicaModel, data: TrainingData) -> int:
+    """Parameters of one replica, from the shapes of the model's init."""
+    sample = jnp.asarray(data.train_arrays["x"][:1])
+    shapes = jax.eval_shape(
+        lambda x: program.model.init({"params": jax.random.key(0)}, x, train=False), sample
+    )
+    return sum(int(leaf.size) for leaf in jax.tree.leaves(shapes.get("params", {})))
+
+
 def build_experiment(spec: RunSpec) -> Experiment:
     """Load the data, build model and program, compile the init, place everything on the
     replica mesh (no communication between replicas; see sharding.py)."""
@@ -266,6 +275,8 @@ def build_experiment(spec: RunSpec) -> Experiment:
         data.num_train // examples_per_step if data.stream is None else data.stream.steps_per_epoch
     )
     program = _program(spec, task, data, examples_per_step, steps_per_epoch)
+    if hooks:  # before the first compilation: shapes only (eval_shape traces, never compiles)
+        check_hooks(hooks, int(data.train_arrays["x"].shape[0]), _num_params(program, data))
     placed = _place(spec, plan, program, data)
     return Experiment(
         plan=plan,

@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
+from repro.engine.lanczos import lanczos_top_eigenvalues
 from repro.engine.steps import ReplicaModel
 from repro.engine.train_state import ReplicaState
 from repro.models._checks import check_int_at_least
@@ -47,6 +49,14 @@ def _check_counts(**counts: Any) -> None:
         check_int_at_least(name, value, 1)
 
 
+def _check_probe(num_examples: int, available: int) -> None:
+    if num_examples > available:
+        raise ValueError(
+            f"num_examples must be <= the {available} training examples the hooks are given, "
+            f"got {num_examples}"
+        )
+
+
 def _subset(data: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
     return {k: v[:n] for k, v in data.items()}
 
@@ -70,19 +80,39 @@ def _padded_chunks(
 class GradientNoiseStrength:
     """SGD noise strength N = mean_i |grad l_i|^2 - |grad L|^2 on the first n train examples.
 
-    n = min(num_examples, the train examples the hook is given); L = mean_i l_i over the same
-    examples (also returned, as ``loss``), the quantity Mori et al. (2022) find proportional
-    to N late in training. Per-example gradients are summed in chunks of `chunk` examples
-    (the last chunk padded with zero-weight examples) and replicas are processed one after
-    another (`lax.map`), so memory stays at chunk x parameters.
+    N is the trace of the per-example gradient covariance Sigma = mean_i (g_i - g)(g_i - g)^T.
+    n = min(num_examples, the train examples the hook is given; the engine refuses a larger
+    num_examples); L = mean_i l_i over the same examples (``loss``), the quantity Mori et al.
+    (2022) find proportional to N late in training, and ``noise_to_loss`` = N / L. With
+    `batch_size` B set, also ``minibatch_covariance_trace``: the trace of the covariance of
+    the mean gradient of B of the n examples drawn without replacement (as the engine's
+    epochs draw them), N / B * (n - B) / (n - 1). Per-example gradients are summed in chunks
+    of `chunk` examples (the last chunk padded with zero-weight examples) and replicas are
+    processed one after another (`lax.map`), so memory stays at chunk x parameters.
     """
 
-    def __init__(self, num_examples: int = 256, chunk: int = 32, every_epochs: int = 1) -> None:
+    def __init__(
+        self,
+        num_examples: int = 256,
+        chunk: int = 32,
+        every_epochs: int = 1,
+        batch_size: int | None = None,
+    ) -> None:
         _check_counts(num_examples=num_examples, chunk=chunk, every_epochs=every_epochs)
+        if batch_size is not None:
+            check_int_at_least("batch_size", batch_size, 1)
+            if batch_size > num_examples:
+                raise ValueError(
+                    f"batch_size must be <= num_examples={num_examples}, got {batch_size}"
+                )
         self.num_examples = int(num_examples)
         self.chunk = int(chunk)
         self.every_epochs = int(every_epochs)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self._fn: Any = None
+
+    def check(self, num_examples: int, num_params: int) -> None:
+        _check_probe(self.num_examples, num_examples)
 
     def _build(self, program: ReplicaModel) -> Any:
         def per_replica(params: Any, model_state: Any, data: Any, weights: jax.Array) -> Any:
@@ -110,7 +140,18 @@ class GradientNoiseStrength:
             (sq, total, loss), _ = jax.lax.scan(body, init, (data, weights))
             n = jnp.sum(weights)
             grad_sq = sum(jnp.sum((t / n) ** 2) for t in jax.tree.leaves(total))
-            return {"noise_strength": sq / n - grad_sq, "loss": loss / n}
+            strength, mean_loss = sq / n - grad_sq, loss / n
+            values = {
+                "noise_strength": strength,
+                "loss": mean_loss,
+                "noise_to_loss": strength / mean_loss,
+            }
+            if self.batch_size is not None:
+                b = self.batch_size
+                # finite-population factor of drawing b of n without replacement
+                factor = jnp.maximum(n - b, 0.0) / jnp.maximum(n - 1, 1.0)
+                values["minibatch_covariance_trace"] = strength / b * factor
+            return values
 
         def run(replicas: ReplicaState, data: Any, weights: jax.Array) -> Any:
             return jax.lax.map(
@@ -126,6 +167,28 @@ class GradientNoiseStrength:
         n = min(self.num_examples, int(ctx.train_data["x"].shape[0]))
         data, weights = _padded_chunks(ctx.train_data, n, min(self.chunk, n))
         return self._fn(ctx.replicas, data, weights)
+
+
+def _mean_loss(program: ReplicaModel, model_state: Any, data: Mapping[str, jax.Array]) -> Any:
+    """params -> L = mean_i l_i over `data` (evaluation mode)."""
+
+    def loss(params: Any) -> jax.Array:
+        out, _ = program.apply(params, model_state, data, train=False)
+        return jnp.mean(program.task.loss(out, data))
+
+    return loss
+
+
+def _flat_hvp(loss: Any, params: Any) -> tuple[Any, jax.Array]:
+    """(v -> H v on flat vectors, the flat parameters) for H the Hessian of `loss` at `params`
+    (forward-over-reverse)."""
+    flat, unravel = ravel_pytree(params)
+    grad = jax.grad(lambda f: loss(unravel(f)))
+
+    def hvp(v: jax.Array) -> jax.Array:
+        return jax.jvp(grad, (flat,), (v.astype(flat.dtype),))[1]
+
+    return hvp, flat
 
 
 def _power_iteration(matvec: Any, start: Any, iterations: int) -> jax.Array:
@@ -163,9 +226,7 @@ class HessianTopEigenvalue:
 
     def _build(self, program: ReplicaModel) -> Any:
         def per_replica(params: Any, model_state: Any, data: Any, key: jax.Array) -> Any:
-            def loss(p: Any) -> jax.Array:
-                out, _ = program.apply(p, model_state, data, train=False)
-                return jnp.mean(program.task.loss(out, data))
+            loss = _mean_loss(program, model_state, data)
 
             def hvp(v: Any) -> Any:
                 return jax.jvp(jax.grad(loss), (params,), (v,))[1]
@@ -200,3 +261,147 @@ class HessianTopEigenvalue:
         if self._fn is None:
             self._fn = self._build(ctx.program)
         return self._fn(ctx.replicas, _subset(ctx.train_data, self.num_examples), ctx.key)
+
+
+def _check_lanczos(k: int, iterations: int) -> None:
+    if iterations < k:
+        raise ValueError(f"iterations must be >= k={k}, got {iterations}")
+
+
+def _check_k(k: int, num_params: int) -> None:
+    if k > num_params:
+        raise ValueError(f"k must be <= the {num_params} parameters of the model, got {k}")
+
+
+def _hessian_top(
+    program: ReplicaModel, params: Any, model_state: Any, data: Any, key: jax.Array, k: int, m: int
+) -> tuple[jax.Array, jax.Array]:
+    """(the k largest Hessian eigenvalues of L on `data` by m Lanczos steps, L)."""
+    loss = _mean_loss(program, model_state, data)
+    hvp, flat = _flat_hvp(loss, params)
+    start_key, restart_key = jax.random.split(key)
+    start = jax.random.normal(start_key, flat.shape, flat.dtype)
+    return lanczos_top_eigenvalues(hvp, start, m, k, restart_key), loss(params)
+
+
+class HessianTopEigenvalues:
+    """The k largest (algebraic) Hessian eigenvalues of L = mean_i l_i on the first
+    `num_examples` train examples, per replica, by `iterations` Lanczos steps with full
+    reorthogonalisation (repro/engine/lanczos.py) on Hessian-vector products: ``eigenvalues``
+    [R, k], descending. Exact once iterations >= the number of parameters; otherwise the top
+    Ritz values converge from below, fast for well separated outliers (the Hessian of a
+    network: a few outliers above a bulk), e.g. 30 steps for the top 5. Memory: iterations x
+    parameters per replica (replicas one after another). Cost: `iterations` HVPs, each about
+    two gradient evaluations on the probe set.
+    """
+
+    def __init__(
+        self, num_examples: int = 512, k: int = 5, iterations: int = 30, every_epochs: int = 1
+    ) -> None:
+        _check_counts(num_examples=num_examples, k=k, iterations=iterations)
+        _check_counts(every_epochs=every_epochs)
+        _check_lanczos(int(k), int(iterations))
+        self.num_examples = int(num_examples)
+        self.k = int(k)
+        self.iterations = int(iterations)
+        self.every_epochs = int(every_epochs)
+        self._fn: Any = None
+
+    def check(self, num_examples: int, num_params: int) -> None:
+        _check_probe(self.num_examples, num_examples)
+        _check_k(self.k, num_params)
+
+    def _build(self, program: ReplicaModel) -> Any:
+        def run(replicas: ReplicaState, data: Any, key: jax.Array) -> Any:
+            def one(pm: Any) -> jax.Array:
+                return _hessian_top(program, pm[0], pm[1], data, key, self.k, self.iterations)[0]
+
+            return {"eigenvalues": jax.lax.map(one, (replicas.params, replicas.model_state))}
+
+        return jax.jit(run)
+
+    def __call__(self, ctx: HookContext) -> Mapping[str, Any]:
+        if self._fn is None:
+            self._fn = self._build(ctx.program)
+        return self._fn(ctx.replicas, _subset(ctx.train_data, self.num_examples), ctx.key)
+
+
+class NoiseCovarianceSpectrum:
+    """The top-k spectrum of the exact SGD noise covariance against its decoupled
+    approximation (Mori et al. 2022): ``exact`` = the k largest eigenvalues of the per-example
+    gradient covariance Sigma = mean_i (g_i - g)(g_i - g)^T on the first n train examples, and
+    ``decoupled`` = 2 L x the k largest eigenvalues of the Hessian H of L = mean_i l_i on the
+    same examples (Lanczos, `iterations` steps), each [R, k], descending. A minibatch of B
+    divides both by B. For l_i = r_i^2 / 2, Sigma ~ mean_i r_i^2 J_i J_i^T ~ 2 L H when the
+    residuals decouple from the Jacobians.
+
+    Sigma's nonzero eigenvalues are those of the n x n Gram matrix G_c G_c^T / n of the
+    centred per-example gradients, so memory is n x parameters: a diagnostic for small nets.
+    """
+
+    def __init__(
+        self,
+        num_examples: int = 256,
+        k: int = 10,
+        iterations: int = 40,
+        chunk: int = 32,
+        every_epochs: int = 1,
+    ) -> None:
+        _check_counts(num_examples=num_examples, k=k, iterations=iterations, chunk=chunk)
+        _check_counts(every_epochs=every_epochs)
+        _check_lanczos(int(k), int(iterations))
+        if k > num_examples:
+            raise ValueError(f"k must be <= num_examples={num_examples}, got {k}")
+        self.num_examples = int(num_examples)
+        self.k = int(k)
+        self.iterations = int(iterations)
+        self.chunk = int(chunk)
+        self.every_epochs = int(every_epochs)
+        self._fn: Any = None
+
+    def check(self, num_examples: int, num_params: int) -> None:
+        _check_probe(self.num_examples, num_examples)
+        _check_k(self.k, num_params)
+
+    def _build(self, program: ReplicaModel) -> Any:
+        def per_replica(params: Any, model_state: Any, data: Any, key: jax.Array) -> Any:
+            def example_grad(example: Mapping[str, jax.Array]) -> jax.Array:
+                batch = {k: v[None] for k, v in example.items()}
+                grad = jax.grad(lambda p: _mean_loss(program, model_state, batch)(p))(params)
+                return ravel_pytree(grad)[0].astype(jnp.float32)
+
+            grads = jax.lax.map(example_grad, data, batch_size=self.chunk)  # [n, P]
+            centred = grads - jnp.mean(grads, axis=0)
+            n = grads.shape[0]
+            exact = jnp.linalg.eigvalsh(centred @ centred.T / n)[::-1][: self.k]
+            top, loss = _hessian_top(
+                program, params, model_state, data, key, self.k, self.iterations
+            )
+            return {"exact": exact, "decoupled": 2.0 * loss * top}
+
+        def run(replicas: ReplicaState, data: Any, key: jax.Array) -> Any:
+            return jax.lax.map(
+                lambda pm: per_replica(pm[0], pm[1], data, key),
+                (replicas.params, replicas.model_state),
+            )
+
+        return jax.jit(run)
+
+    def __call__(self, ctx: HookContext) -> Mapping[str, Any]:
+        if self._fn is None:
+            self._fn = self._build(ctx.program)
+        return self._fn(ctx.replicas, _subset(ctx.train_data, self.num_examples), ctx.key)
+
+
+def check_hooks(hooks: Mapping[str, EpochHook], num_examples: int, num_params: int) -> None:
+    """Every hook's `check` (if it has one); a ValueError names ``diagnostics.<name>``."""
+    from repro.errors import ConfigError
+
+    for name, hook in hooks.items():
+        check = getattr(hook, "check", None)
+        if check is None:
+            continue
+        try:
+            check(num_examples, num_params)
+        except ValueError as error:
+            raise ConfigError(f"diagnostics.{name}: {error}") from None

@@ -89,6 +89,11 @@ def _per_replica_keys(last: Mapping[str, Any]) -> list[str]:
     return [k for k, v in last.items() if isinstance(v, list) and k != "diverged"]
 
 
+def _scalar_keys(last: Mapping[str, Any]) -> list[str]:
+    """Per-replica keys with one number per replica (a hook's spectrum, [R, k], has no mean)."""
+    return [k for k in _per_replica_keys(last) if not any(isinstance(v, list) for v in last[k])]
+
+
 def _replica_entries(
     plan: rep.ReplicaPlan,
     records: list[dict[str, Any]],
@@ -127,7 +132,7 @@ def _stats(
 def _aggregates(
     plan: rep.ReplicaPlan, last: Mapping[str, Any], counted: set[int], diverged: Sequence[bool]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    keys = _per_replica_keys(last)
+    keys = _scalar_keys(last)
     everyone = range(plan.num_replicas)
     aggregate = {k: _stats(last[k], everyone, counted, diverged) for k in keys}
     by_grid: dict[str, Any] = {}
