@@ -189,6 +189,14 @@ def train(cfg: DictConfig, workdir: str | Path | None = None) -> dict[str, Any]:
     from repro.engine import train_and_evaluate
 
     workdir = Path(workdir) if workdir is not None else output_dir_from_hydra()
+    if cfg.get("dynamics") is not None:  # an SGD-dynamics simulation, not epochs (repro/dynamics)
+        from repro.dynamics import describe as describe_dynamics
+        from repro.dynamics import run_dynamics
+
+        summary = run_dynamics(cfg, workdir)
+        done = summary.get("already_finished")
+        print(f"already finished: {workdir}" if done else describe_dynamics(summary, workdir))
+        return summary
     summary = train_and_evaluate(cfg, workdir)
     if summary.get("already_finished"):
         print(f"already finished: {workdir} (objective {summary.get('objective')})")
