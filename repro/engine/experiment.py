@@ -276,7 +276,8 @@ def build_experiment(spec: RunSpec) -> Experiment:
     )
     program = _program(spec, task, data, examples_per_step, steps_per_epoch)
     if hooks:  # before the first compilation: shapes only (eval_shape traces, never compiles)
-        check_hooks(hooks, int(data.train_arrays["x"].shape[0]), _num_params(program, data))
+        available = int(data.train_arrays["x"].shape[0])
+        check_hooks(hooks, available, _num_params(program, data), task.name)
     placed = _place(spec, plan, program, data)
     return Experiment(
         plan=plan,

@@ -86,9 +86,11 @@ class GradientNoiseStrength:
     (2022) find proportional to N late in training, and ``noise_to_loss`` = N / L. With
     `batch_size` B set, also ``minibatch_covariance_trace``: the trace of the covariance of
     the mean gradient of B of the n examples drawn without replacement (as the engine's
-    epochs draw them), N / B * (n - B) / (n - 1). Per-example gradients are summed in chunks
-    of `chunk` examples (the last chunk padded with zero-weight examples) and replicas are
-    processed one after another (`lax.map`), so memory stays at chunk x parameters.
+    epochs draw them), N / B * (n - B) / (n - 1). With `requires_task` set (e.g. "mse": N ~ L
+    is a mean-square-loss prediction) a run of another task is refused. Per-example gradients
+    are summed in chunks of `chunk` examples (the last chunk padded with zero-weight examples)
+    and replicas are processed one after another (`lax.map`), so memory stays at chunk x
+    parameters.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class GradientNoiseStrength:
         chunk: int = 32,
         every_epochs: int = 1,
         batch_size: int | None = None,
+        requires_task: str | None = None,
     ) -> None:
         _check_counts(num_examples=num_examples, chunk=chunk, every_epochs=every_epochs)
         if batch_size is not None:
@@ -109,10 +112,16 @@ class GradientNoiseStrength:
         self.chunk = int(chunk)
         self.every_epochs = int(every_epochs)
         self.batch_size = None if batch_size is None else int(batch_size)
+        self.requires_task = requires_task
         self._fn: Any = None
 
-    def check(self, num_examples: int, num_params: int) -> None:
+    def check(self, num_examples: int, num_params: int, task: str) -> None:
         _check_probe(self.num_examples, num_examples)
+        if self.requires_task is not None and task != self.requires_task:
+            raise ValueError(
+                f"requires_task={self.requires_task!r} (the theory of this measurement needs "
+                f"that loss), got task={task!r}"
+            )
 
     def _build(self, program: ReplicaModel) -> Any:
         def per_replica(params: Any, model_state: Any, data: Any, weights: jax.Array) -> Any:
@@ -307,7 +316,7 @@ class HessianTopEigenvalues:
         self.every_epochs = int(every_epochs)
         self._fn: Any = None
 
-    def check(self, num_examples: int, num_params: int) -> None:
+    def check(self, num_examples: int, num_params: int, task: str) -> None:
         _check_probe(self.num_examples, num_examples)
         _check_k(self.k, num_params)
 
@@ -359,7 +368,7 @@ class NoiseCovarianceSpectrum:
         self.every_epochs = int(every_epochs)
         self._fn: Any = None
 
-    def check(self, num_examples: int, num_params: int) -> None:
+    def check(self, num_examples: int, num_params: int, task: str) -> None:
         _check_probe(self.num_examples, num_examples)
         _check_k(self.k, num_params)
 
@@ -393,7 +402,9 @@ class NoiseCovarianceSpectrum:
         return self._fn(ctx.replicas, _subset(ctx.train_data, self.num_examples), ctx.key)
 
 
-def check_hooks(hooks: Mapping[str, EpochHook], num_examples: int, num_params: int) -> None:
+def check_hooks(
+    hooks: Mapping[str, EpochHook], num_examples: int, num_params: int, task: str
+) -> None:
     """Every hook's `check` (if it has one); a ValueError names ``diagnostics.<name>``."""
     from repro.errors import ConfigError
 
@@ -402,6 +413,6 @@ def check_hooks(hooks: Mapping[str, EpochHook], num_examples: int, num_params: i
         if check is None:
             continue
         try:
-            check(num_examples, num_params)
+            check(num_examples, num_params, task)
         except ValueError as error:
             raise ConfigError(f"diagnostics.{name}: {error}") from None

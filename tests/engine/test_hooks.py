@@ -345,6 +345,15 @@ def test_spectrum_hook_settings_are_checked() -> None:
             ),
             "diagnostics.top: iterations must be >= k=3, got 2",
         ),
+        (
+            (
+                "+diagnostics.noise._target_=repro.engine.hooks.GradientNoiseStrength",
+                "+diagnostics.noise.num_examples=50",
+                "+diagnostics.noise.requires_task=binary_mse",
+            ),
+            "diagnostics.noise: requires_task='binary_mse' (the theory of this measurement "
+            "needs that loss), got task='mse'",
+        ),
     ],
 )
 def test_bad_diagnostics_are_one_line_before_compilation(

@@ -146,7 +146,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, args in (("phi", TINY_PHI), ("escape", TINY_ESCAPE)):
         result = _train(root, *args)
         assert result.returncode == 0, result.stderr[-3000:]
-        (summary,) = (root / "runs").glob(f"mori2022_{name}/*/summary.json")
+        (summary,) = (root / "runs").glob(f"mori2022/{name}/*/summary.json")
         dirs[name] = summary.parent
     dirs["root"] = root
     return dirs
