@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from repro.data.dataset import ArrayDataset, RawArrays
-from repro.data.preprocess import preprocess
+from repro.data.preprocess import check_choice, preprocess
 from repro.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -170,20 +170,34 @@ def load_npz(
     name: str = "mnist",
     num_classes: int = 10,
     pixel_max: float | None = 255.0,
+    split_train: str = "train",
+    split_test: str = "test",
     **options: Any,
 ) -> ArrayDataset:
     """Arrays ``x_train [N, H, W(, C)] uint8, y_train [N], x_test, y_test`` from an ``.npz``
     file (the layout of ``../shared/data/mnist.npz``), checked and preprocessed.
 
-    ``path`` is resolved by ``resolve_data_path``; a missing file raises ``FileNotFoundError``
-    naming it. ``options`` go to ``preprocess``.
+    ``split_train`` / ``split_test`` name the stored split ("train" or "test") that becomes
+    the training / test set, as ``load_tfds``'s do: Wu et al. (2020) train on the official
+    test split and test on the training split. ``path`` is resolved by ``resolve_data_path``;
+    a missing file raises ``FileNotFoundError`` naming it. ``options`` go to ``preprocess``.
     """
+    check_choice("split_train", split_train, ("train", "test"))
+    check_choice("split_test", split_test, ("train", "test"))
     resolved = resolve_data_path(path)
-    arrays = read_npz(resolved)
+    stored = read_npz(resolved)
+    arrays = dict(stored)
+    for role, split in (("train", split_train), ("test", split_test)):
+        for part in ("x", "y"):
+            if f"{part}_{split}" in stored:
+                arrays[f"{part}_{role}"] = stored[f"{part}_{split}"]
+    source = f"npz:{resolved}"
+    if (split_train, split_test) != ("train", "test"):
+        source += f"[train={split_train},test={split_test}]"
     return load_arrays(
         arrays,
         name=name,
-        source=f"npz:{resolved}",
+        source=source,
         num_classes=num_classes,
         pixel_max=pixel_max,
         **options,
