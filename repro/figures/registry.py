@@ -13,6 +13,7 @@ PAPERS: dict[str, str] = {
     "neelakantan2015": "repro.figures.neelakantan2015",
     "neelakantan2015_budget": "repro.figures.neelakantan2015_budget",
     "mori2022": "repro.figures.mori2022",
+    "wu2020": "repro.figures.wu2020",
 }
 
 
