@@ -141,7 +141,7 @@ def run_stationary(node: Mapping[str, Any], seed: int) -> tuple[list[dict], dict
         num_samples=int(node["num_samples"]),
     )
     excess = problem.relative_excess(thetas)  # [R, S]
-    h_star = problem.top_eigenvalue
+    h_star = problem.typical_eigenvalue
     entries = []
     for index, (lr, b, run) in enumerate(grid):
         tail = fit_phi(excess[index], int(node["dim"]), float(node["tail_quantile"]))
@@ -180,7 +180,7 @@ def run_escape(node: Mapping[str, Any], seed: int) -> tuple[list[dict], dict[str
             problem, lr, b, keys, thresholds, max_steps=int(node["max_steps"])
         )
         censored = int(np.sum(steps < 0))
-        theory = b / (lr * problem.top_eigenvalue) + 1.0 - dim / 2.0
+        theory = b / (lr * problem.typical_eigenvalue) + 1.0 - dim / 2.0
         final: dict[str, Any] = {"slope_theory": theory, "censored": censored}
         if censored == 0:  # a censored run would bias the mean time down: no fit
             fit = escape_slope(thresholds, lr * steps)

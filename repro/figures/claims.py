@@ -72,7 +72,7 @@ def _failure_reason(judged: dict[str, Any]) -> str:
         return ""
     failed = _failed(judged["requirements"])
     effect = judged["effect"]
-    if effect is not None and not judged["comparison_holds"]:
+    if effect is not None and judged["comparison_holds"] is False:  # None: no comparison
         low, high = effect["interval"]
         failed.append(
             f"{effect['test']} of {effect['treated']} over {effect['control']}: "

@@ -429,7 +429,7 @@ def _plot_escape(data: PaperData, ax: Any) -> bool:
             continue
         mean = (lr * steps).mean(axis=0)
         ax.plot(c, mean, "o", color=color, label=f"d={row.dim}: {row.slope:.2f} "
-                f"(theory {row.theory:g})")  # fmt: skip
+                f"(theory {row.theory:.3g})")  # fmt: skip
         fit = np.polyfit(np.log(c), np.log(mean), 1)
         ax.plot(c, np.exp(np.polyval(fit, np.log(c))), "-", color=color, alpha=0.6)
     ax.set(xscale="log", yscale="log", xlabel="c", ylabel="mean first-passage time lr k")
