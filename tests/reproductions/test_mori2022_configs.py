@@ -109,3 +109,15 @@ def test_bad_noise_vs_loss_input_is_one_line(tmp_path: Path, args: tuple, messag
     result = _train(tmp_path, *args, "data.n_test=100")
     assert result.returncode == 2
     assert result.stderr.strip() == message
+
+
+def test_script_runs_every_cell_in_one_sweep() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/mori2022.py", "--dry-run"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    first = result.stdout.splitlines()[0]
+    experiments = "mori2022/phi,mori2022/escape,mori2022/noise_vs_loss,mori2022/spectrum"
+    assert first.endswith(f"-m repro.train -m experiment={experiments} sweep_name=mori2022")
+    sweep = OmegaConf.load(REPO_ROOT / "conf" / "sweep" / "mori2022.yaml")
+    assert sweep.hydra.sweeper.params.experiment == experiments
