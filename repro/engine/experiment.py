@@ -103,10 +103,20 @@ def build_hooks(spec: Mapping[str, Any] | None) -> dict[str, EpochHook]:
 def _examples_per_step(spec: RunSpec) -> int:
     plain = spec.plain
     rule = UpdateRule(plain["optimizer"], plain["noise"], spec.trainer.clip_norm, 1, 1)
+    batch_size = spec.trainer.batch_size
     try:
-        return rule.examples_per_step(spec.trainer.batch_size)
+        return rule.examples_per_step(batch_size)
     except ValueError as error:
-        raise prefixed_config_error(error, plain["noise"], "noise") from None
+        converted = prefixed_config_error(error, plain["noise"], "noise")
+        sampler, _, rest = str(error).partition(" ")
+        key = rest.split(" ", 1)[0]
+        if converted is error and key in plain["noise"]:
+            # A sampler's check of the batch it weights: "<sampler> <key> must ...".
+            raise ConfigError(
+                f"noise.{rest} (noise: {plain['noise'].get('_target_', sampler)}; the batch is "
+                f"trainer.batch_size={batch_size})"
+            ) from None
+        raise converted from None
 
 
 def _load(spec: RunSpec, examples_per_step: int, hooks: Mapping[str, EpochHook]) -> TrainingData:
