@@ -12,6 +12,7 @@ PAPERS: dict[str, str] = {
     "demo": "repro.figures.demo",
     "neelakantan2015": "repro.figures.neelakantan2015",
     "neelakantan2015_budget": "repro.figures.neelakantan2015_budget",
+    "mori2020": "repro.figures.mori2020",
     "mori2022": "repro.figures.mori2022",
     "wu2020": "repro.figures.wu2020",
 }
