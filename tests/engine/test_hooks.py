@@ -179,9 +179,11 @@ def test_hooks_in_a_training_run_match_the_closed_forms(
             "+diagnostics.hessian.num_examples=256",
             # x ~ N(0, I): lambda_2 / lambda_1 = 0.963, so 20 iterations are 0.6% off
             "+diagnostics.hessian.iterations=300",
+            "+diagnostics.hessian.every_epochs=1",
             "+diagnostics.lanczos._target_=repro.engine.hooks.HessianTopEigenvalues",
             "+diagnostics.lanczos.num_examples=256",
             "+diagnostics.lanczos.k=3",
+            "+diagnostics.lanczos.every_epochs=1",
             tiny=False,
         ),
         tmp_path,
