@@ -398,8 +398,9 @@ def accuracy_by_b_eff(data: PaperData, rule: BudgetRule) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- outputs
 
-_MARKERS = {"plain SGD": ("ks-", "k"), "enhanced B = 256": ("o-", "C1"),
+_MARKERS = {"plain SGD": ("s-", "k"), "enhanced B = 256": ("o-", "C1"),
             "enhanced B = 1024": ("^-", "C2")}  # fmt: skip
+_OFFSETS = {"plain SGD": 0.0, "enhanced B = 256": -0.07, "enhanced B = 1024": 0.07}
 
 
 def plot_accuracy_vs_b_eff(tables: Mapping[str, pd.DataFrame], out_dir: Path) -> list[Path]:
@@ -411,7 +412,9 @@ def plot_accuracy_vs_b_eff(tables: Mapping[str, pd.DataFrame], out_dir: Path) ->
         for name, part in drawn.groupby("series", sort=False):
             part = part.sort_values("b_eff")
             style, color = _MARKERS.get(name, ("x-", "C3"))
-            ax.errorbar(part["b_eff"], part["mean"], yerr=part["std"].fillna(0.0), fmt=style,
+            # Series side by side (x 2^offset) so equal B_eff points do not hide each other.
+            x = part["b_eff"] * 2.0 ** _OFFSETS.get(name, 0.0)
+            ax.errorbar(x, part["mean"], yerr=part["std"].fillna(0.0), fmt=style,
                         color=color, capsize=3, label=name, markersize=5)  # fmt: skip
         if drawn.empty:
             mark_not_run(ax)
