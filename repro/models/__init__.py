@@ -30,6 +30,7 @@ from repro.models.initializers import (
 from repro.models.jasper import Jasper, MaskedBatchNorm
 from repro.models.resnet import IMAGENET_STAGES, ResNet
 from repro.models.small_cnn import SmallCNN
+from repro.models.vgg import VGG
 
 MODELS: dict[str, type[nn.Module]] = {
     "deep_mlp": DeepMLP,
@@ -37,6 +38,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "resnet": ResNet,
     "linear": Linear,
     "jasper": Jasper,
+    "vgg": VGG,
 }
 
 
@@ -58,6 +60,7 @@ __all__ = [
     "IMAGENET_STAGES",
     "KERNEL_INIT_NAMES",
     "MODELS",
+    "VGG",
     "DeepMLP",
     "Jasper",
     "Linear",
