@@ -88,6 +88,7 @@ from repro.figures.core import (
 from repro.figures.files import write_json, write_text
 from repro.figures.identity import CellRuns
 from repro.figures.mori2020_covariance import FILE_NAME as COVARIANCE_FILE
+from repro.figures.mori2020_covariance import measured_with, problem_overrides
 from repro.figures.neelakantan2015_budget import BUDGET_METRIC, frame_at_epoch, wall_time_line
 from repro.optim import noise_enhancement_effective_batch_size
 
@@ -228,6 +229,13 @@ class CovarianceClaim(Claim):
             return base | {"verdict": NOT_RUN, "preconditions": [], "requirements": [],
                            "comparison_holds": None, "finding": finding}  # fmt: skip
         path, measurement = found
+        if not measured_with(measurement, data.overrides):
+            finding = (
+                f"{path} was measured with overrides {measurement.get('overrides')}, the runs "
+                f"with {problem_overrides(data.overrides)}: not used"
+            )
+            return base | {"verdict": NOT_RUN, "preconditions": [], "requirements": [],
+                           "comparison_holds": None, "finding": finding}  # fmt: skip
         preconditions, requirements = _ratio_checks(measurement)
         if not all(check["passed"] for check in requirements):
             verdict = NOT_REPRODUCED

@@ -52,6 +52,7 @@ from repro.optim.sampler_covariance import (
     population_trace,
     sgd_trace,
 )
+from repro.run_identity import result_overrides
 from repro.run_metadata import collect, now_iso
 
 FILE_NAME = "covariance.json"
@@ -62,6 +63,18 @@ CELL = "experiment=mori2020/sgd_b64"  # its data and model are the protocol's
 SEED = 0
 
 
+def problem_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that change the measurement: result-changing ``data.*`` / ``model.*``
+    ones (trainer settings do not enter it)."""
+    changed = result_overrides(overrides)
+    return [o for o in changed if o.lstrip("+~").split(".")[0] in ("data", "model")]
+
+
+def measured_with(measurement: Mapping[str, Any], overrides: Sequence[str]) -> bool:
+    """Whether ``measurement`` was made on the problem that runs with ``overrides`` have."""
+    return list(measurement.get("overrides", [])) == problem_overrides(overrides)
+
+
 def default_path() -> Path:
     root = Path(os.environ.get("REPRO_OUTPUT_ROOT", "outputs"))
     return root / "multirun" / "mori2020" / FILE_NAME
@@ -69,7 +82,7 @@ def default_path() -> Path:
 
 def _problem(overrides: Sequence[str]) -> tuple[Any, PerExampleLoss, jax.Array, jax.Array, float]:
     """(network, per-example loss, x_train, y_train, learning rate) of the protocol."""
-    config = composed_config([CELL, *overrides])
+    config = composed_config([CELL, *problem_overrides(overrides)])
     data = load_data(config["data"], config["paths"]["data_dir"])
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     network = build_network(config["model"], int(data.num_classes))
@@ -165,7 +178,7 @@ def measure(
     return {
         "claim": "1",
         "cell": CELL,
-        "overrides": list(overrides),
+        "overrides": problem_overrides(overrides),
         "num_train": n,
         "num_params": int(sum(np.size(leaf) for leaf in jax.tree.leaves(params))),
         "small_batch": SMALL_BATCH,

@@ -184,3 +184,12 @@ def test_cli_writes_figure_tables_budget_and_claims(tmp_path: Path) -> None:
     budget = json.loads((out / "budget_claims.json").read_text())
     assert len(budget["claims"]) == 2 * len(paper.TRAINING_CLAIMS)
     assert "96.80 +- " in (out / "budget.md").read_text()
+
+
+def test_claim1_measured_on_another_problem_is_not_used(tmp_path: Path) -> None:
+    """A smoke run's covariance.json (another model) never judges the full runs' claim 1."""
+    measurement = _measurement(1.0, 0.01) | {"overrides": ["model.width=8"]}
+    tmp_path.joinpath(paper.COVARIANCE_FILE).write_text(json.dumps(measurement))
+    entry = headline(tmp_path)["1"]
+    assert entry["verdict"] == paper.NOT_RUN
+    assert "model.width=8" in entry["finding"]
