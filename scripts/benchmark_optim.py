@@ -14,6 +14,11 @@ What it measures (all jitted, ``lax.scan`` over ``--steps`` steps per call):
    10 outputs, ~87k parameters) at batch 64: plain SGD vs our ``noisy_sgd`` vs optax's.
 3. **Train step with each example-weight sampler** vs a plain SGD step on the same batch
    (noise enhancement: vs a plain step on the 2B examples it consumes).
+4. The same on Wu et al.'s small CNN (``repro.models.SmallCNN``, 11,330 parameters,
+   im2col convolutions as the engine uses on CPU) at their n = 1000 examples per step, with
+   the samplers at the scales of conf/experiment/wu2020/ (``--cnn-steps`` steps per call).
+
+``--sections`` picks parts (e.g. ``--sections cnn``).
 
 The machine is shared, so every number is a ratio from interleaved repeats: each round
 runs every variant of a group once, in a rotated order; the table gives the median over
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -142,8 +148,12 @@ def train_loop(
     data: tuple[jax.Array, jax.Array],
     steps: int,
     sampler: object | None = None,
+    per_example: Callable[..., jax.Array] | None = None,
 ) -> Callable:
-    """Jitted scan of `steps` SGD steps; each step uses its own slice of `data`."""
+    """Jitted scan of `steps` SGD steps; each step uses its own slice of `data`.
+
+    `per_example(params, x, y)` is the per-example loss (default: the MLP's)."""
+    per_example = per_example or per_example_loss
     xs, ys = data  # [steps, batch, ...]
 
     @jax.jit
@@ -157,7 +167,7 @@ def train_loop(
             if sampler is None:
 
                 def loss(q):
-                    return jnp.mean(per_example_loss(q, x, y))
+                    return jnp.mean(per_example(q, x, y))
             else:
                 # A per-step key as the engine derives it (stream, then step), with the
                 # loop-free fold_in of repro.optim.prng.
@@ -165,7 +175,7 @@ def train_loop(
                 weights = sampler(step_key, x.shape[0])
 
                 def loss(q):
-                    return jnp.mean(weights * per_example_loss(q, x, y))
+                    return jnp.mean(weights * per_example(q, x, y))
 
             grads = jax.grad(loss)(p)
             updates, s = opt.update(grads, s, p)
@@ -209,9 +219,29 @@ def replicas_loop(
     return lambda: run(keys, rates)
 
 
-def batches(key: jax.Array, steps: int, batch: int) -> tuple[jax.Array, jax.Array]:
+def small_cnn(key: jax.Array) -> tuple[dict, Callable[..., jax.Array]]:
+    """Wu et al.'s small CNN (defaults of repro.models.SmallCNN): params, per-example loss."""
+    from repro.models import SmallCNN
+
+    model = SmallCNN(num_outputs=10, conv_impl="matmul")
+    x = jnp.zeros((1, *CNN_IMAGE))
+    params = jax.jit(lambda k, x: model.init(k, x, train=False))(key, x)
+
+    def per_example(p: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+        logits = model.apply(p, x, train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    return params, per_example
+
+
+CNN_IMAGE = (28, 28, 1)
+
+
+def batches(
+    key: jax.Array, steps: int, batch: int, shape: tuple[int, ...] = (784,)
+) -> tuple[jax.Array, jax.Array]:
     kx, ky = jax.random.split(key)
-    xs = jax.random.normal(kx, (steps, batch, 784))
+    xs = jax.random.normal(kx, (steps, batch, *shape))
     ys = jax.random.randint(ky, (steps, batch), 0, 10)
     return xs, ys
 
@@ -225,7 +255,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=None, help="scanned steps per call")
+    parser.add_argument("--cnn-steps", type=int, default=None, help="steps per call, CNN")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated, of {SECTIONS}"
+    )
     args = parser.parse_args(argv)
+    args.sections = [part for part in args.sections.split(",") if part]
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--sections must be among {SECTIONS}, got {unknown}")
+    args.cnn_steps = args.cnn_steps or (2 if args.quick else 10)
     args.rounds = args.rounds or (3 if args.quick else 15)
     args.steps = args.steps or (5 if args.quick else 100)
     return args
@@ -390,18 +429,54 @@ def compare_samplers(
     return lines
 
 
+def compare_cnn_samplers(key: jax.Array, lr: float, rounds: int, steps: int) -> list[str]:
+    """4. Wu et al.'s classes at their scales on the small CNN, n = 1000 examples per step,
+    vs plain SGD on the same 1000; noise enhancement (2 x 500) vs plain SGD on 1000."""
+    n = 1000
+    params, per_example = small_cnn(key)
+    data = batches(key, steps, n, CNN_IMAGE)
+    samplers = {
+        "sgd_sampling(50)": ro.sgd_sampling(50),
+        "bernoulli_sampling(0.05)": ro.bernoulli_sampling(0.05),
+        "gaussian_fisher(4.36)": ro.gaussian_fisher(4.3589),
+        "gaussian_gradient_covariance(4.36)": ro.gaussian_gradient_covariance(4.3611),
+        "sparse_gaussian(13.8, 100)": ro.sparse_gaussian(13.784, 100),
+        "ghost_batch_gaussian(3.03, 50)": ro.ghost_batch_gaussian(3.0305, 50),
+        "noise_enhancement(0.5) on 2 x 500": ro.noise_enhancement(0.5),
+    }
+    loop = functools.partial(train_loop, optax.sgd(lr), params, data, steps)
+    variants = {"plain": loop(per_example=per_example)}
+    for name, sampler in samplers.items():
+        variants[name] = loop(sampler, per_example=per_example)
+    t = interleaved(variants, rounds, steps)
+    label = f"small CNN (11,330 params), {n} examples"
+    return [
+        ratio_row(f"{label}: {name} step / SGD step", t[name], t["plain"], "<= 1.05")
+        for name in samplers
+    ]
+
+
+SECTIONS = ("updates", "mlp", "noise", "samplers", "cnn")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rounds, steps = args.rounds, args.steps
     key = jax.random.key(0)
     lr = 0.01
     lines = header_lines(rounds, steps)
-    lines += compare_updates(key, lr, rounds, steps)
+    if "updates" in args.sections:
+        lines += compare_updates(key, lr, rounds, steps)
     params = mlp_params(key)
     data64 = batches(key, steps, 64)
-    lines += compare_mlp_steps(params, data64, lr, rounds, steps)
-    lines += compare_noise_generators(params, rounds, steps)
-    lines += compare_samplers(key, params, data64, lr, rounds, steps)
+    if "mlp" in args.sections:
+        lines += compare_mlp_steps(params, data64, lr, rounds, steps)
+    if "noise" in args.sections:
+        lines += compare_noise_generators(params, rounds, steps)
+    if "samplers" in args.sections:
+        lines += compare_samplers(key, params, data64, lr, rounds, steps)
+    if "cnn" in args.sections:
+        lines += compare_cnn_samplers(key, lr, rounds, args.cnn_steps)
     print("\n".join(lines))
 
 
