@@ -15,6 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from repro.engine.data_loading import load_data
 from repro.engine.experiment import build_experiment
 from repro.engine.run_spec import run_spec
 from repro.errors import ConfigError
@@ -67,3 +68,30 @@ def test_ghost_size_not_dividing_the_large_batch_exits_2_in_one_line(tmp_path):
         "(noise: repro.optim.ghost_batch_gaussian; the batch is trainer.batch_size=500)"
     ]
     assert not list(tmp_path.rglob("summary.json"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # The training set is the official test split: 10,000 images, not 60,000.
+        (
+            "data.n_train=20000",
+            "data.n_train must be an integer in [1, 10000] (train examples in mnist), got 20000",
+        ),
+        (
+            "data.split_train=valid",
+            "data.split_train must be one of ['train', 'test'], got 'valid'",
+        ),
+    ],
+)
+def test_wu2020_split_bad_input_names_the_data_key(override, message):
+    mnist = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+    if not mnist.exists():
+        pytest.skip(f"real MNIST not found at {mnist}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=wu2020/gd", override])
+    GlobalHydra.instance().clear()
+    with pytest.raises(ConfigError) as error:
+        load_data(run_spec(cfg).plain["data"])
+    assert str(error.value) == message
