@@ -189,6 +189,7 @@ def test_tiny_escape_run_fits_a_slope(tiny_runs: dict[str, Path]) -> None:
     assert steps.shape == (5, 2) and np.all(steps[:, 1] >= steps[:, 0])
 
 
+@pytest.mark.slow
 def test_rerun_is_already_finished(tiny_runs: dict[str, Path]) -> None:
     result = _train(tiny_runs["root"], *TINY_PHI)
     assert result.returncode == 0
@@ -203,9 +204,10 @@ def test_rerun_is_already_finished(tiny_runs: dict[str, Path]) -> None:
             "error: task must be 'mse' for a dynamics experiment (its theory needs a "
             "mean-square loss), got 'classification'",
         ),
-        (
+        pytest.param(
             ("experiment=mori2022/phi", "dynamics.num_train=100", "dynamics.batch_sizes=[1,200]"),
             "error: dynamics.batch_sizes must be <= dynamics.num_train=100, got [1, 200]",
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -214,3 +216,40 @@ def test_bad_dynamics_input_is_one_line(tmp_path: Path, args: tuple[str, ...], m
     assert result.returncode == 2
     assert result.stderr.strip() == message
     assert not list(tmp_path.glob("runs/*/*/dynamics.npz"))
+
+
+def _dynamics(experiment: str, **changes: object) -> dict:
+    from tests.reproductions.test_mori2022_configs import _compose
+
+    config = _compose(experiment)
+    config["dynamics"].update(changes)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("experiment", "changes", "message"),
+    [
+        ("phi", {"batch_sizes": [1, 200], "num_train": 100},
+         "dynamics.batch_sizes must be <= dynamics.num_train=100, got [1, 200]"),
+        ("phi", {"kind": "walk"},
+         "dynamics.kind must be one of ['stationary', 'escape'], got 'walk'"),
+        ("phi", {"tail_quantile": 1.0},
+         "dynamics.tail_quantile must be a number in [0, 1), got 1.0"),
+        ("phi", {"learning_rates": [0.1, -1]},
+         "dynamics.learning_rates must be a number > 0 or a non-empty list of them, got [0.1, -1]"),
+        ("escape", {"learning_rates": [0.1, 0.2]},
+         "dynamics.learning_rates must be one value for kind=escape, got [0.1, 0.2]"),
+        ("escape", {"dims": [2, 3]},
+         "dynamics.thresholds must be a c grid for dim 3, got {2: [1.5, 1.75, 2.0, 2.25, 2.5], "
+         "6: [2.0, 2.5, 3.0, 4.0, 5.0], 10: [3.0, 4.0, 6.0, 8.0, 10.0]}"),
+        ("escape", {"thresholds": {2: [0.5, 2.0]}, "dims": [2]},
+         "dynamics.thresholds must be a number > 1 or a non-empty list of them, got [0.5, 2.0]"),
+    ],
+)  # fmt: skip
+def test_dynamics_config_checks_name_the_key(experiment: str, changes: dict, message: str):
+    from repro.dynamics import validate
+    from repro.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        validate(_dynamics(experiment, **changes))
+    assert str(error.value) == message
