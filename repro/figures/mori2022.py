@@ -202,7 +202,7 @@ def escape_table(data: PaperData) -> pd.DataFrame:
     """One row per d: the slope with its bootstrap interval, the theory, the deviation."""
     frame = data.cell("escape")
     arrays = _arrays(data, "escape")
-    lr, b = float(arrays["learning_rate"]), int(arrays["batch_size"])
+    lr = float(arrays["learning_rate"])
     rows = []
     for dim in sorted(int(d) for d in frame["dim"]):
         steps = arrays[f"passage_steps_d{dim}"]
@@ -215,7 +215,6 @@ def escape_table(data: PaperData) -> pd.DataFrame:
             entry |= {"slope": fit.slope, "low": fit.low, "high": fit.high}
             entry |= {"deviation": fit.slope / theory - 1, "runs": int(steps.shape[0])}
         rows.append(entry)
-    del b
     return pd.DataFrame(rows)
 
 
