@@ -39,7 +39,7 @@ TINY = [
     "trainer.epochs=2",
     "model.width=16",
     "data.n_train=2048",
-    "data.n_test=256",
+    "data.n_test=128",
     "trainer.progress=never",
 ]
 needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
