@@ -5,7 +5,7 @@ the Monte-Carlo trace of noise enhancement's gradient (B = 64, alpha for B_eff =
 plain SGD at 16 must match the closed form tr(Sigma) (n - b) / (b (n - 1)) computed from the
 exact per-example gradients. Tolerance 0.06: twice the worst relative error over 20 keys
 measured with these settings (0.031 for enhancement; 400 draws, relative s.e. 1.5 %). The
-alpha of the unconfirmed reading B_eff = B / (1 + alpha)^2 would be 17 % off: caught.
+alpha of the reading B_eff = B / (1 + alpha)^2 gives a trace 25 % off: caught.
 """
 
 from __future__ import annotations
@@ -75,10 +75,14 @@ def test_enhanced_and_plain_sgd_traces_match_the_closed_form_at_b_eff(problem) -
     assert ratio == pytest.approx(enhanced.trace / plain.trace)
     assert ratio_se == pytest.approx(ratio * ((enhanced.se / enhanced.trace) ** 2 + (
         plain.se / plain.trace) ** 2) ** 0.5)  # fmt: skip
-    # The reading B_eff = B / (1 + alpha)^2 (noise of the first minibatch only) predicts a
-    # trace 17 % lower for the same alpha: outside the tolerance, so this test tells them apart.
-    wrong_b_eff = BATCH / (1 + alpha) ** 2
-    assert abs(B_EFF / wrong_b_eff - 1.0) > 2 * TOLERANCE
+    # The reading B_eff = B / (1 + alpha)^2 (noise of the first minibatch only) would take
+    # alpha = sqrt(B / B_eff) - 1 = 1, whose true B_eff is 12.8: its trace is 25 % above the
+    # closed form at 16, far outside the tolerance, so this test tells the two rules apart.
+    wrong = monte_carlo_trace(
+        loss, params, x, y, noise_enhancement((BATCH / B_EFF) ** 0.5 - 1), BATCH,
+        jax.random.key(101), DRAWS // 2, mean=mean,
+    )  # fmt: skip
+    assert wrong.trace / closed - 1.0 > 2 * TOLERANCE
 
 
 def test_a_biased_sampler_is_flagged_by_the_mean_check(problem) -> None:
