@@ -465,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     key = jax.random.key(0)
     lr = 0.01
     lines = header_lines(rounds, steps)
+    if "cnn" in args.sections:
+        lines.insert(3, f"(Section 4, the small CNN: {args.cnn_steps} scanned steps per call.)")
     if "updates" in args.sections:
         lines += compare_updates(key, lr, rounds, steps)
     params = mlp_params(key)
