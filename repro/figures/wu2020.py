@@ -288,7 +288,10 @@ def _bars_with_seeds(ax: plt.Axes, data: PaperData, column: str) -> None:
     for position, (key, _) in enumerate(BARS):
         values = seed_values(data, key).dropna(subset=[column])
         if values.empty:
-            ax.text(position, 0, NOT_RUN, ha="center", va="bottom", rotation=90, color="gray")
+            ax.text(
+                position, 0.02, NOT_RUN, ha="center", va="bottom", rotation=90, color="gray",
+                transform=ax.get_xaxis_transform(),  # x in data, y in axes units
+            )  # fmt: skip
             continue
         ax.bar(position, values[column].mean(), 0.7, color="C0" if key != "gd" else "C3", alpha=0.5)
         offsets = np.linspace(-0.2, 0.2, max(len(values), 1))
@@ -296,6 +299,10 @@ def _bars_with_seeds(ax: plt.Axes, data: PaperData, column: str) -> None:
             ax.plot(position + offset, row[column], "o", color=f"C{int(row['seed']) % 10}", ms=3)
     ax.set_xticks(range(len(BARS)), [label for _, label in BARS], rotation=35, ha="right")
     ax.grid(alpha=0.3, axis="y")
+    shown = [seed_values(data, key)[column].dropna() for key, _ in BARS]
+    values = pd.concat([part for part in shown if not part.empty] or [pd.Series(dtype=float)])
+    if column == "test" and not values.empty:  # zoom: the classes differ by a few points
+        ax.set_ylim(max(0.0, np.floor(values.min()) - 2), min(100.0, np.ceil(values.max()) + 1))
 
 
 def gap_table(data: PaperData) -> str:
@@ -323,7 +330,7 @@ def plot(data: PaperData, out_dir: Path) -> list[Path]:
     axes[0].set_ylabel("final test accuracy (%)")
     _bars_with_seeds(axes[1], data, "gap")
     axes[1].set_ylabel("train - test accuracy (points)")
-    axes[0].set_title("test accuracy (bar: mean; dots: seeds)", fontsize=10)
+    axes[0].set_title("test accuracy (bar: mean; dots: seeds; y axis zoomed)", fontsize=10)
     axes[1].set_title("generalization gap (bar: mean; dots: seeds)", fontsize=10)
     fig.suptitle("Wu et al. 2020 on MNIST n = 1000, small CNN, scales matched to SGD b = 50")
     files = save_figure(fig, out_dir, "classes")
