@@ -136,3 +136,21 @@ def test_tiny_cells_through_the_command_line(tiny_sweep, cell):
         final = replica["final"]
         assert 0.0 <= final["test_accuracy"] <= 1.0
         assert 0.0 <= final["train_eval_accuracy"] <= 1.0
+
+
+@needs_mnist
+@pytest.mark.slow  # 8 jobs, ~2-3 minutes on 2 cores
+def test_every_cell_of_the_sweep_runs_through_the_command_line(tmp_path):
+    """`+sweep=wu2020` shrunk: every cell 1 epoch, 2 seeds, 200 images in batches of 100."""
+    result = run_module(
+        "repro.train", "-m", "+sweep=wu2020", "trainer.epochs=1", "replicas.seeds=2",
+        "data.n_train=200", "data.n_test=200", "trainer.batch_size=100",
+        "trainer.eval_train_examples=200", "trainer.progress=never",
+        cwd=REPO_ROOT, env={"REPRO_OUTPUT_ROOT": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in tmp_path.rglob("summary.json")]
+    assert sorted(s["experiment"] for s in summaries) == sorted(f"wu2020/{c}" for c in CELLS)
+    for summary in summaries:
+        accuracies = [r["final"]["test_accuracy"] for r in summary["replicas"]]
+        assert len(accuracies) == 2 and all(0.0 <= a <= 1.0 for a in accuracies)
