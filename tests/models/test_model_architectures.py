@@ -148,7 +148,7 @@ def test_linear_model_and_registry():
     assert isinstance(Linear(), Linear)
     assert isinstance(build_model("jasper", num_outputs=5), Jasper)
     with pytest.raises(ValueError, match=r"must be one of \['deep_mlp', 'jasper', 'linear'"):
-        build_model("vgg")
+        build_model("alexnet")  # not registered ("vgg" is, since VGG-11 for Wu et al.)
 
 
 def test_hydra_lists_become_tuples():
