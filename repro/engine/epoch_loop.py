@@ -111,7 +111,9 @@ def epoch_record(exp: Experiment, state: TrainState, epoch: int, seed: int) -> d
         record.update(exp.task.with_ratios(means, f"{set_name}_"))
     record["diverged"] = np.asarray(replicas.diverged)
     for name, hook in exp.hooks.items():
-        if epoch % int(getattr(hook, "every_epochs", 1)) == 0:
+        # The last epoch always logs, as evaluation does: a hook whose interval exceeds the
+        # run (the Hessian hooks default to every 50 epochs) would otherwise never report.
+        if epoch % int(getattr(hook, "every_epochs", 1)) == 0 or epoch == exp.epochs:
             ctx = HookContext(
                 epoch=epoch,
                 step=step,

@@ -4,8 +4,9 @@ A hook is any object with ``every_epochs: int`` and ``__call__(ctx: HookContext)
 Mapping[str, array [R] | scalar]``; its values go into that epoch's `metrics.jsonl` record
 under ``<hook name>/<value name>``. Hooks are configured as a mapping under `diagnostics:`
 (name -> `_target_` node with `every_epochs`), so experiments add them without touching the
-engine. Hooks run after evaluation, outside the scanned training loop, and must not change
-the training state or draw from the training randomness (they get their own key).
+engine. A hook runs on every ``every_epochs``-th epoch and on the last one, after
+evaluation, outside the scanned training loop; it must not change the training state or draw
+from the training randomness (it gets its own key).
 
 A hook may also define ``check(num_examples: int, num_params: int, task: str) -> None``: the
 engine calls it before the first compilation with the training examples the hooks are given,
