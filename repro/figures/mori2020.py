@@ -367,14 +367,7 @@ def budget_view(data: PaperData, rule: BudgetRule) -> PaperData:
         data.spec, name=f"{NAME}[{rule.key}]", metric=BUDGET_METRIC, tables=()
     )
     runs = {cell.key: data.runs.get(cell.key, CellRuns((), ())) for cell in CELLS}
-    return PaperData(
-        spec=spec,
-        runs=runs,
-        frames=frames,
-        unfinished=data.unfinished,
-        run_paths=data.run_paths,
-        overrides=data.overrides,
-    )
+    return dataclasses.replace(data, spec=spec, runs=runs, frames=frames)
 
 
 def budget_claims(data: PaperData, command: str) -> list[dict[str, Any]]:

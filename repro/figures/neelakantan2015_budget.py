@@ -220,14 +220,7 @@ def budget_view(data: PaperData, budget: Budget) -> PaperData:
         metric=BUDGET_METRIC,
         sweeps=(SWEEP,),
     )
-    return PaperData(
-        spec=spec,
-        runs=runs,
-        frames=frames,
-        unfinished=data.unfinished,
-        run_paths=data.run_paths,
-        overrides=data.overrides,
-    )
+    return dataclasses.replace(data, spec=spec, runs=runs, frames=frames)
 
 
 def budget_claims(data: PaperData, command: str) -> list[dict[str, Any]]:
