@@ -42,6 +42,8 @@ class ArrayDataset:
     regression targets (``num_classes == 0``; e.g. parity labels +-1 are ``[N, 1]``, matching a
     model with ``num_outputs = 1`` without broadcasting).
     ``metadata``: how the arrays were made (preprocessing options, statistics, raw sizes).
+    ``x_validation`` / ``y_validation``: a validation split held out of the training examples
+    (``preprocess(n_validation=...)``), or None; never trained on, evaluated as its own set.
     ``extras_train`` / ``extras_test``: further per-example arrays ``[N, ...]`` that travel with
     ``x`` and ``y`` through batching (e.g. padding masks of sequence data); the engine gathers
     them with the same indices and hands them to the task in the batch dict.
@@ -57,8 +59,17 @@ class ArrayDataset:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     extras_train: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     extras_test: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    x_validation: np.ndarray | None = None
+    y_validation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if (self.x_validation is None) != (self.y_validation is None):
+            raise ValueError("x_validation and y_validation must be given together")
+        if self.x_validation is not None and len(self.x_validation) != len(self.y_validation):
+            raise ValueError(
+                f"x_validation has {len(self.x_validation)} examples, y_validation "
+                f"{len(self.y_validation)}"
+            )
         for split, extras, n in (
             ("train", self.extras_train, len(self.x_train)),
             ("test", self.extras_test, len(self.x_test)),
@@ -78,6 +89,12 @@ class ArrayDataset:
     def test_arrays(self) -> dict[str, np.ndarray]:
         """``{"x", "y", **extras_test}``."""
         return {"x": self.x_test, "y": self.y_test, **self.extras_test}
+
+    def validation_arrays(self) -> dict[str, np.ndarray] | None:
+        """``{"x", "y"}`` of the validation split, or None without one."""
+        if self.x_validation is None:
+            return None
+        return {"x": self.x_validation, "y": self.y_validation}
 
     @property
     def num_examples(self) -> int:
@@ -112,6 +129,7 @@ class ArrayDataset:
             "task": self.task,
             "num_examples": self.num_examples,
             "num_test_examples": self.num_test_examples,
+            "num_validation_examples": (0 if self.x_validation is None else len(self.x_validation)),
             "input_shape": list(self.input_shape),
             "target_shape": list(self.target_shape),
             "num_classes": self.num_classes,

@@ -6,8 +6,14 @@
    same examples give the same arrays whichever source delivered them and in which order
    (TFDS stores MNIST shuffled; the npz keeps the original order). ``"source"`` keeps the
    source's order (e.g. "the first 10^4 MNIST images" from the npz).
-2. subset: ``n_train`` / ``n_test`` examples, ``"random"`` (uniform without replacement with
-   ``np.random.default_rng(subset_seed)``, kept in step-1 order) or ``"first"``.
+2. validation: ``n_validation`` training examples are held out as a validation split (a
+   uniform draw without replacement with ``np.random.default_rng([VALIDATION_STREAM,
+   subset_seed])``, kept in step-1 order, or the last ``n_validation`` with ``subset="first"``):
+   they are never trained on, and hyperparameters can be chosen on them instead of the test
+   set. Standardization statistics come from the remaining training examples only.
+   subset: ``n_train`` / ``n_test`` examples, ``"random"`` (uniform without replacement with
+   ``np.random.default_rng(subset_seed)``, kept in step-1 order) or ``"first"``; ``n_train``
+   is drawn from the training examples left after the validation split.
 3. scaling (float32): ``"unit"``: ``x / pixel_max`` in [0, 1] (pixel data only);
    ``"standardize"``: ``(u - mean) / std`` with ``u`` the unit-scaled pixels (raw values for
    non-image features) and mean/std over the (subset) training split, per channel for images,
@@ -33,6 +39,8 @@ SCALINGS: tuple[str, ...] = ("unit", "standardize", "none")
 LABEL_TRANSFORMS: tuple[str, ...] = ("none", "parity")
 ORDERS: tuple[str, ...] = ("canonical", "source")
 SUBSETS: tuple[str, ...] = ("random", "first")
+# Entropy word of the validation draw, so it never repeats the n_train subset's draw.
+VALIDATION_STREAM = 1
 
 
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -205,27 +213,48 @@ def _order_and_subset(
     *,
     n_train: int | None,
     n_test: int | None,
+    n_validation: int | None,
     subset_seed: int,
     subset: str,
     order: str,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Steps 1-2 (and the image channel axis): ``{"train": (x, y), "test": (x, y)}``."""
+    """Steps 1-2 (and the image channel axis): ``{"train": (x, y), "test": (x, y)}``, and
+    ``"validation"`` when ``n_validation`` is set."""
     splits = {}
-    for split, x, y, n, key in (
-        ("train", raw.x_train, raw.y_train, n_train, "n_train"),
-        ("test", raw.x_test, raw.y_test, n_test, "n_test"),
-    ):
+    for split, x, y in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
         if order == "canonical":
             perm = canonical_permutation(x, y)
             x, y = x[perm], y[perm]
-        what = f"{split} examples in {raw.name}"
-        idx = _subset_indices(len(x), n, subset, int(subset_seed), key, what)
-        if idx is not None:
-            x, y = x[idx], y[idx]
         if raw.is_image and x.ndim == 3:
             x = x[..., None]
         splits[split] = (x, y)
+    if n_validation is not None:
+        splits["train"], splits["validation"] = _hold_out(
+            *splits["train"], n_validation, subset, int(subset_seed), raw.name
+        )
+    for split, n, key in (("train", n_train, "n_train"), ("test", n_test, "n_test")):
+        x, y = splits[split]
+        what = f"{split} examples in {raw.name}"
+        if split == "train" and n_validation is not None:
+            what += f" after the {n_validation} validation examples"
+        idx = _subset_indices(len(x), n, subset, int(subset_seed), key, what)
+        if idx is not None:
+            splits[split] = (x[idx], y[idx])
     return splits
+
+
+def _hold_out(
+    x: np.ndarray, y: np.ndarray, n: int, subset: str, seed: int, name: str
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((train x, y), (validation x, y)): ``n`` examples moved out of the training split."""
+    check_count("n_validation", n, len(x) - 1, f"training examples in {name}, minus one")
+    if subset == "first":
+        held = np.arange(len(x) - n, len(x))
+    else:
+        rng = np.random.default_rng([VALIDATION_STREAM, seed])
+        held = np.sort(rng.choice(len(x), size=int(n), replace=False))
+    keep = np.setdiff1d(np.arange(len(x)), held, assume_unique=True)
+    return (x[keep], y[keep]), (x[held], y[held])
 
 
 def preprocess(
@@ -240,6 +269,7 @@ def preprocess(
     order: str = "canonical",
     label_transform: str = "none",
     one_hot: bool = False,
+    n_validation: int | None = None,
 ) -> ArrayDataset:
     """Preprocess ``raw`` into an ``ArrayDataset`` (steps in the module docstring)."""
     _check_options(
@@ -253,10 +283,17 @@ def preprocess(
         one_hot=one_hot,
     )
     splits = _order_and_subset(
-        raw, n_train=n_train, n_test=n_test, subset_seed=subset_seed, subset=subset, order=order
+        raw,
+        n_train=n_train,
+        n_test=n_test,
+        n_validation=n_validation,
+        subset_seed=subset_seed,
+        subset=subset,
+        order=order,
     )
     x_train, y_train = splits["train"]
     x_test, y_test = splits["test"]
+    validation = splits.get("validation")
     metadata: dict[str, Any] = {
         "scaling": scaling,
         "flatten": flatten,
@@ -269,6 +306,7 @@ def preprocess(
         "raw_num_test": len(raw.x_test),
         "raw_num_classes": int(raw.num_classes),
         "pixel_max": raw.pixel_max,
+        "n_validation": n_validation,
     }
     mean = std = None
     if scaling == "standardize":
@@ -276,18 +314,22 @@ def preprocess(
         metadata["mean"] = mean.tolist()
         metadata["std"] = std.tolist()
     kw = {"scaling": scaling, "pixel_max": raw.pixel_max, "mean": mean, "std": std}
-    x_train = scale_features(x_train, **kw)
-    x_test = scale_features(x_test, **kw)
-    if flatten:
-        x_train = x_train.reshape(len(x_train), math.prod(x_train.shape[1:]))
-        x_test = x_test.reshape(len(x_test), math.prod(x_test.shape[1:]))
     label_kw = {
         "num_classes": raw.num_classes,
         "label_transform": label_transform,
         "one_hot": one_hot,
     }
-    y_train, num_classes = transform_labels(y_train, **label_kw)
-    y_test, _ = transform_labels(y_test, **label_kw)
+
+    def finish(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = scale_features(x, **kw)
+        if flatten:
+            x = x.reshape(len(x), math.prod(x.shape[1:]))
+        return x, transform_labels(y, **label_kw)[0]
+
+    num_classes = transform_labels(y_train[:1], **label_kw)[1]
+    x_train, y_train = finish(x_train, y_train)
+    x_test, y_test = finish(x_test, y_test)
+    x_validation, y_validation = finish(*validation) if validation else (None, None)
     return ArrayDataset(
         name=raw.name,
         x_train=x_train,
@@ -297,4 +339,6 @@ def preprocess(
         num_classes=num_classes,
         source=raw.source,
         metadata=metadata,
+        x_validation=x_validation,
+        y_validation=y_validation,
     )

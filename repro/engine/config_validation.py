@@ -15,7 +15,7 @@ from repro.engine.instantiate import get_dotted
 from repro.engine.optimizers import NOISE_KINDS
 from repro.engine.replicas import plan_from_config
 from repro.engine.run_spec import complete_trainer
-from repro.engine.schedules import validate_schedule
+from repro.engine.schedules import validate_batch_scaling, validate_schedule
 from repro.engine.tasks import TASKS
 from repro.errors import ConfigError
 from repro.loggers import check_wandb_credentials
@@ -189,9 +189,10 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
     if "learning_rate" not in optimizer:
         raise ValueError("optimizer.learning_rate is missing")
     for key, value in optimizer.items():
-        if key != "schedule" and not key.startswith("_"):
+        if key not in ("schedule", "batch_scaling") and not key.startswith("_"):
             check_hparam(f"optimizer.{key}", value)
     validate_schedule(optimizer.get("schedule"), int(trainer["epochs"]))
+    validate_batch_scaling(optimizer.get("batch_scaling"))
 
     noise = cfg.get("noise") or {}
     kind = noise.get("kind", "none")
@@ -213,6 +214,11 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(
             "trainer.data_devices > 1 needs trainer.shared_data_order=true (the batch shared "
             "by the replicas is what is split over the data devices)"
+        )
+    if data.get("stream") and data.get("n_validation") is not None:
+        raise ValueError(
+            f"data.n_validation={data['n_validation']!r} needs a resident data set; a stream "
+            f"(data {data['_target_']}) cannot hold out a validation split: set it to null"
         )
     if data.get("stream") and not trainer["shared_data_order"]:
         raise ValueError(

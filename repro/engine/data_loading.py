@@ -90,13 +90,15 @@ def load_data(
 class TrainingData:
     """What the engine needs of a data set: host arrays to initialise parameters, feed hooks
     and the train evaluation (the whole set, or a sample of a stream), its size, the test
-    source (arrays, a stream or None) and the stream itself when the data is streamed."""
+    source (arrays, a stream or None), the stream itself when the data is streamed, and the
+    validation split's arrays when the set holds one out (`data.n_validation`)."""
 
     train_arrays: dict[str, np.ndarray]
     num_train: int
     num_classes: int | None
     test_source: Any
     stream: Any | None
+    validation_arrays: dict[str, np.ndarray] | None = None
 
 
 def training_data(source: Any, sample_size: int, eval_batch_size: int) -> TrainingData:
@@ -104,8 +106,14 @@ def training_data(source: Any, sample_size: int, eval_batch_size: int) -> Traini
     to stand in for the training set (streams are never whole on the device)."""
     if not is_stream(source):
         arrays = {k: np.asarray(v) for k, v in source.train_arrays().items()}
+        validation = getattr(source, "validation_arrays", lambda: None)()
         return TrainingData(
-            arrays, int(arrays["x"].shape[0]), source.num_classes, source.test_arrays(), None
+            arrays,
+            int(arrays["x"].shape[0]),
+            source.num_classes,
+            source.test_arrays(),
+            None,
+            validation,
         )
     return TrainingData(
         stream_sample(source, max(1, sample_size)),

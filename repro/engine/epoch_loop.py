@@ -154,4 +154,3 @@ def run_epochs(
         for callback in callbacks:
             callback.on_epoch_end(state, epoch, record)
     return state
-

@@ -63,7 +63,7 @@ class Experiment:
     hparams: dict[str, jax.Array]  # grid values [R], sharded over the replica axis
     train_data: dict[str, jax.Array]  # on the devices: the set, or a sample of a stream
     feed: ResidentFeed | StreamFeed
-    evaluators: dict[str, Evaluator]  # set name (test, train_eval) -> metric means [R]
+    evaluators: dict[str, Evaluator]  # set name (test, validation, train_eval) -> means [R]
     initial_state: TrainState
     examples_per_step: int
     steps_per_epoch: int
@@ -143,6 +143,8 @@ def _resident_eval_sets(spec: RunSpec, data: TrainingData) -> dict[str, dict[str
     sets: dict[str, dict[str, jax.Array]] = {}
     if data.test_source is not None and not is_stream(data.test_source):
         sets["test"] = padded(data.test_source)
+    if data.validation_arrays is not None:
+        sets["validation"] = padded(data.validation_arrays)
     if n := spec.trainer.eval_train_examples:
         sets["train_eval"] = padded({k: v[:n] for k, v in data.train_arrays.items()})
     return sets
@@ -163,7 +165,7 @@ def _evaluators(
 ) -> dict[str, Evaluator]:
     eval_fn = make_eval_fn(program)
     evaluators: dict[str, Evaluator] = {}
-    for set_name in ("test", "train_eval"):
+    for set_name in ("test", "validation", "train_eval"):
         if set_name in resident:
             evaluators[set_name] = functools.partial(_evaluate, eval_fn, resident[set_name])
         elif set_name == "test" and is_stream(data.test_source):
@@ -252,6 +254,7 @@ def _program(
         trainer.clip_norm,
         trainer.epochs * steps_per_epoch,
         steps_per_epoch,
+        trainer.batch_size,
     )
     outputs = num_outputs_for(task, data.num_classes, data.train_arrays["y"])
     model = build_network(plain["model"], outputs)

@@ -33,7 +33,7 @@ from repro.engine.instantiate import (
     set_dotted,
     target_of,
 )
-from repro.engine.schedules import build_schedule
+from repro.engine.schedules import batch_scaling_factor, build_schedule
 from repro.errors import ConfigError
 
 NOISE_KINDS = ("none", "gradient", "example_weights")
@@ -43,7 +43,7 @@ NOISE_KINDS = ("none", "gradient", "example_weights")
 OPTIMIZER_NOISE_STREAM = 1
 # Keys of the noise node that the engine reads and never passes to the target.
 NOISE_ENGINE_KEYS = ("kind",)
-OPTIMIZER_ENGINE_KEYS = ("schedule", "learning_rate")
+OPTIMIZER_ENGINE_KEYS = ("schedule", "learning_rate", "batch_scaling")
 # Hydra `instantiate` flags: the engine calls `_target_` itself (inside the replica function,
 # with traced hyperparameters), so none of them could take effect.
 _INSTANTIATE_FLAGS = tuple(key for key in RESERVED_KEYS if key != "_target_")
@@ -76,6 +76,7 @@ class UpdateRule:
     clip_norm: float | None
     total_steps: int
     steps_per_epoch: int
+    batch_size: int | None = None  # trainer.batch_size, for optimizer.batch_scaling
 
     def __post_init__(self) -> None:
         for group, node in (("optimizer", self.optimizer), ("noise", self.noise)):
@@ -95,8 +96,12 @@ class UpdateRule:
     ) -> optax.GradientTransformation:
         """The replica's optax transformation; `hparams` values may be traced."""
         opt = _apply_hparams(self.optimizer, "optimizer.", hparams)
+        learning_rate = opt["learning_rate"]
+        factor = batch_scaling_factor(opt.get("batch_scaling"), self.batch_size)
+        if factor != 1.0:
+            learning_rate = learning_rate * factor
         learning_rate = build_schedule(
-            opt.get("schedule"), opt["learning_rate"], self.total_steps, self.steps_per_epoch
+            opt.get("schedule"), learning_rate, self.total_steps, self.steps_per_epoch
         )
         optimizer_fn = target_of(opt)
         extra = {}

@@ -129,4 +129,3 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-

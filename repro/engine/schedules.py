@@ -1,4 +1,4 @@
-"""Learning-rate schedules from the `optimizer.schedule` config node.
+"""Learning-rate schedules from the `optimizer.schedule` config node, and batch-size scaling.
 
 All schedules take the peak learning rate ``lr`` (``optimizer.learning_rate``, possibly a
 traced grid value) and durations in epochs, converted to optimizer steps with the run's
@@ -10,6 +10,12 @@ steps per epoch; ``T`` below is the total number of steps, ``W`` the warmup step
                       (NovoGrad/Jasper use power 2)
 - warmup_cosine:      linear warmup, then cosine decay from lr to end_factor * lr at T
 - piecewise:          lr * factors[k] after boundaries_epochs[k] (step decay)
+
+`optimizer.batch_scaling` (optional) states learning rates at a base batch size b0 and scales
+them to the run's batch B before any schedule: lr * (B / b0) (`linear`, Goyal et al. 2017) or
+lr * sqrt(B / b0) (`sqrt`, the rule usually paired with adaptive optimizers; Hoffer et al.
+2017); `none` leaves lr as it is. A replica grid over `optimizer.learning_rate` is then a grid
+of base learning rates, the same at every batch size.
 """
 
 from __future__ import annotations
@@ -21,6 +27,41 @@ import jax
 import optax
 
 SCHEDULES = ("constant", "warmup_polynomial", "warmup_cosine", "piecewise")
+BATCH_SCALING_RULES = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}  # rule -> power of B / b0
+
+
+def validate_batch_scaling(spec: Mapping[str, Any] | None) -> None:
+    """ValueError naming `optimizer.batch_scaling.<key>` for a bad rule or base batch size."""
+    if spec is None:
+        return
+    if not isinstance(spec, Mapping):
+        raise ValueError(
+            "optimizer.batch_scaling must be a node {rule, base_batch_size} or null, "
+            f"got {spec!r}"
+        )
+    unknown = sorted(set(spec) - {"rule", "base_batch_size"})
+    if unknown:
+        raise ValueError(
+            f"optimizer.batch_scaling has unknown keys {unknown} (allowed: rule, base_batch_size)"
+        )
+    rule = spec.get("rule", "none")
+    if rule not in BATCH_SCALING_RULES:
+        raise ValueError(
+            f"optimizer.batch_scaling.rule must be one of {list(BATCH_SCALING_RULES)}, got {rule!r}"
+        )
+    base = spec.get("base_batch_size")
+    if rule != "none" and (isinstance(base, bool) or not isinstance(base, int) or base < 1):
+        raise ValueError(
+            f"optimizer.batch_scaling.base_batch_size must be an integer >= 1, got {base!r}"
+        )
+
+
+def batch_scaling_factor(spec: Mapping[str, Any] | None, batch_size: int | None) -> float:
+    """(B / b0)^p of `optimizer.batch_scaling` (p = 1 linear, 1/2 sqrt); 1 without scaling."""
+    if not spec or spec.get("rule", "none") == "none" or batch_size is None:
+        return 1.0
+    power = BATCH_SCALING_RULES[spec["rule"]]
+    return float((int(batch_size) / int(spec["base_batch_size"])) ** power)
 
 
 def validate_schedule(spec: Mapping[str, Any] | None, epochs: int) -> None:

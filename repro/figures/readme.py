@@ -44,7 +44,11 @@ def git_state() -> str:
         return "unknown"
     # The outputs being written (paper_figures/) are not the code that wrote them.
     status = git(
-        "status", "--porcelain", "--untracked-files=normal", "--", ":(top)",
+        "status",
+        "--porcelain",
+        "--untracked-files=normal",
+        "--",
+        ":(top)",
         ":(top,exclude)paper_figures",
     )
     return commit + (" (dirty)" if status else "")

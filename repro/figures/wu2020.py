@@ -60,7 +60,7 @@ PAIR_KEYS = ("seed",)
 TRAIN_METRIC = "final.train_eval_accuracy"
 CITATION = (
     'Wu, Hu, Xiong, Huan, Braverman and Zhu 2020, "On the Noisy Gradient Descent that '
-    'Generalizes as SGD", ICML 2020, arXiv:1906.07405 (small setup: Section 5 / the authors\' '
+    "Generalizes as SGD\", ICML 2020, arXiv:1906.07405 (small setup: Section 5 / the authors' "
     "code uuujf/MultiNoise; the paper's tables could not be read here)"
 )
 

@@ -73,6 +73,7 @@ def resolve_conv_impl(impl: str) -> str:
         return impl
     return "matmul" if jax.default_backend() == "cpu" else "xla"
 
+
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 
 

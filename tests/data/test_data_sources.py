@@ -91,6 +91,50 @@ def test_random_subset_is_deterministic_in_its_seed(mnist_arrays):
         load_arrays(mnist_arrays, name="mnist", source="npz", n_train=70_000)
 
 
+def test_validation_split_is_held_out_of_the_training_set(mnist_arrays):
+    # NovoGrad study: learning rates are chosen on 10k training images never trained on.
+    options = {"name": "mnist", "source": "npz", "scaling": "standardize", "flatten": True}
+    full = load_arrays(mnist_arrays, **options)
+    held = load_arrays(mnist_arrays, n_validation=10_000, **options)
+    assert (held.num_examples, len(held.x_validation), held.num_test_examples) == (
+        50_000,
+        10_000,
+        10_000,
+    )
+    assert held.validation_arrays()["y"].dtype == np.int32
+    assert full.validation_arrays() is None and held.metadata["n_validation"] == 10_000
+    # Disjoint, and together the 60k training images (rows compared as raw bytes).
+    rows = {r.tobytes() for r in np.concatenate([held.x_train, held.x_validation])}
+    train = {r.tobytes() for r in held.x_train}
+    assert not train & {r.tobytes() for r in held.x_validation}
+    raw_full = load_arrays(mnist_arrays, name="mnist", source="npz", scaling="none", flatten=True)
+    raw_held = load_arrays(
+        mnist_arrays, name="mnist", source="npz", scaling="none", flatten=True, n_validation=10_000
+    )
+    together = np.concatenate([raw_held.x_train, raw_held.x_validation])
+    assert len(rows) == len({r.tobytes() for r in full.x_train})
+    np.testing.assert_array_equal(np.sort(together.sum(axis=1)), np.sort(raw_full.x_train.sum(1)))
+    # Standardization uses the 50k training images only.
+    np.testing.assert_allclose(held.x_train.mean(), 0.0, atol=1e-4)
+    assert abs(float(held.x_validation.mean())) > 1e-5
+    # n_train draws from what is left; the same seed gives the same split.
+    small = load_arrays(
+        mnist_arrays, name="mnist", source="npz", scaling="none", n_validation=10_000, n_train=1000
+    )
+    np.testing.assert_array_equal(small.x_validation.reshape(10_000, -1), raw_held.x_validation)
+    assert not {r.tobytes() for r in small.x_train} & {r.tobytes() for r in small.x_validation}
+    first = load_arrays(mnist_arrays, n_validation=100, subset="first", order="source", **options)
+    np.testing.assert_array_equal(first.y_validation, mnist_arrays["y_train"][-100:])
+    with pytest.raises(ValueError, match=r"n_validation must be an integer in \[1, 59999\]"):
+        load_arrays(mnist_arrays, n_validation=60_000, **options)
+    with pytest.raises(
+        ValueError,
+        match=r"n_train must be an integer in \[1, 50000\] \(train "
+        r"examples in mnist after the 10000 validation examples\)",
+    ):
+        load_arrays(mnist_arrays, n_validation=10_000, n_train=50_001, **options)
+
+
 # ---------------------------------------------------------------------------- npz validation
 
 

@@ -94,6 +94,19 @@ def test_compile_events_see_a_compilation(compile_events: list[str]) -> None:
             ["replicas.grid.key=optimizer.nesterov", "replicas.grid.values=[0,1]"],
             "(-m optimizer.nesterov=true,false)",
         ),
+        (
+            ["+optimizer.batch_scaling.rule=cubic", "+optimizer.batch_scaling.base_batch_size=64"],
+            "optimizer.batch_scaling.rule must be one of ['none', 'sqrt', 'linear'], got 'cubic'",
+        ),
+        (
+            ["+optimizer.batch_scaling.rule=sqrt", "+optimizer.batch_scaling.base_batch_size=0"],
+            "optimizer.batch_scaling.base_batch_size must be an integer >= 1, got 0",
+        ),
+        (
+            ["data=digits_stream", "+data.n_validation=100"],
+            "data.n_validation=100 needs a resident data set",
+        ),
+        (["+data.n_validation=5000"], "data.n_validation must be an integer in [1, "),
     ],
 )
 def test_bad_values_raise_one_line_before_compiling(

@@ -178,6 +178,27 @@ def test_warmup_schedule_and_momentum_with_traced_grid(compose_cfg, tmp_path: Pa
     assert all(math.isfinite(v) for v in finals) and finals[0] != finals[1]
 
 
+def test_validation_split_and_batch_scaled_learning_rate(
+    compose_cfg, read_metrics, tmp_path: Path
+) -> None:
+    # Base lr 0.05 stated at batch 16, run at batch 64 with sqrt scaling: lr 0.1, exactly.
+    scaled = compose_cfg(
+        "+data.n_validation=300",
+        "optimizer.learning_rate=0.05",
+        "+optimizer.batch_scaling.rule=sqrt",
+        "+optimizer.batch_scaling.base_batch_size=16",
+    )
+    summary = train_and_evaluate(scaled, tmp_path / "scaled")
+    assert summary["steps"] == 2 * ((1437 - 300) // 64)
+    record = read_metrics(tmp_path / "scaled")[-1]
+    assert 0 < record["validation_accuracy"][0] <= 1
+    assert record["validation_accuracy"] != record["test_accuracy"]
+    assert set(summary["replicas"][0]["final"]) >= {"validation_accuracy", "validation_loss"}
+    plain = train_and_evaluate(compose_cfg("+data.n_validation=300"), tmp_path / "plain")
+    for key in ("train_loss", "validation_loss", "test_loss"):
+        assert summary["replicas"][0]["final"][key] == plain["replicas"][0]["final"][key], key
+
+
 def test_finished_run_is_skipped_and_other_config_refused(compose_cfg, tmp_path: Path) -> None:
     first = train_and_evaluate(compose_cfg(), tmp_path)
     again = train_and_evaluate(compose_cfg("trainer.progress=always"), tmp_path)

@@ -75,9 +75,7 @@ def test_streamed_evaluation_is_bit_identical_to_resident(rows: int) -> None:
     program, replicas = _program_and_replicas()
     arrays = _test_set()
     resident = make_eval_fn(program)(replicas, pad_to_batches(arrays, 20))
-    stream = ArrayStream(
-        arrays, batch_size=20, num_classes=10, shuffle=False, drop_remainder=False
-    )
+    stream = ArrayStream(arrays, batch_size=20, num_classes=10, shuffle=False, drop_remainder=False)
     streamed = StreamEvaluator(
         program, make_eval_sums_fn(program), stream, rows=rows, put=jax.device_put
     )(replicas)
@@ -97,9 +95,7 @@ def test_streamed_evaluation_is_bit_identical_to_resident(rows: int) -> None:
 
 
 @pytest.mark.parametrize("isa", RESTRICTED_ISAS)
-def test_streamed_runs_are_bit_identical_under_restricted_cpu_isa(
-    isa: str, tmp_path: Path
-) -> None:
+def test_streamed_runs_are_bit_identical_under_restricted_cpu_isa(isa: str, tmp_path: Path) -> None:
     """The bit-identity tests of this file and test_streaming.py (the run that failed on an
     AMD EPYC without AVX-512) with XLA's code generation capped at `isa`."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")

@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro.engine.schedules import build_schedule, validate_schedule
+from repro.engine.schedules import (
+    batch_scaling_factor,
+    build_schedule,
+    validate_batch_scaling,
+    validate_schedule,
+)
 
 
 def test_constant_is_the_learning_rate_itself() -> None:
@@ -58,3 +63,47 @@ def test_peak_may_be_traced() -> None:
 def test_validation(spec: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         validate_schedule(spec, epochs=10)
+
+
+@pytest.mark.parametrize(
+    ("rule", "batch", "factor"),
+    [("sqrt", 1024, 4.0), ("sqrt", 16, 0.5), ("linear", 1024, 16.0), ("none", 1024, 1.0)],
+)
+def test_batch_scaling_factor(rule: str, batch: int, factor: float) -> None:
+    spec = {"rule": rule, "base_batch_size": 64}
+    assert batch_scaling_factor(spec, batch) == factor
+    assert batch_scaling_factor(None, batch) == 1.0
+    validate_batch_scaling(spec)
+
+
+def test_batch_scaling_multiplies_the_learning_rate_of_the_update() -> None:
+    # SGD at base lr 0.1 stated at batch 64 and run at batch 256 (sqrt): the step is 0.2 * g.
+    from repro.engine.optimizers import UpdateRule
+
+    optimizer = {
+        "_target_": "optax.sgd",
+        "learning_rate": 0.1,
+        "batch_scaling": {"rule": "sqrt", "base_batch_size": 64},
+    }
+    rule = UpdateRule(optimizer, {}, None, 10, 10, batch_size=256)
+    tx = rule.transformation({"optimizer.learning_rate": jnp.float32(0.1)}, jax.random.key(0))
+    grads = {"w": jnp.ones(3)}
+    updates, _ = tx.update(grads, tx.init(grads))
+    np.testing.assert_allclose(updates["w"], -0.2, rtol=1e-6)
+    plain = UpdateRule({**optimizer, "batch_scaling": None}, {}, None, 10, 10, batch_size=256)
+    tx = plain.transformation({}, jax.random.key(0))
+    np.testing.assert_allclose(tx.update(grads, tx.init(grads))[0]["w"], -0.1, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"rule": "sqrt"}, "base_batch_size must be an integer >= 1, got None"),
+        ({"rule": "sqrt", "base_batch_size": 64, "base": 1}, "unknown keys ['base']"),
+        ("sqrt", "must be a node {rule, base_batch_size} or null"),
+    ],
+)
+def test_bad_batch_scaling_names_the_key(spec, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        validate_batch_scaling(spec)
+    assert message in str(info.value) and "optimizer.batch_scaling" in str(info.value)

@@ -43,9 +43,9 @@ def test_vgg11_has_the_cifar_reference_parameter_count():
 def test_train_mode_normalises_by_the_batch_and_updates_batch_stats():
     model = VGG(depth=11, num_outputs=5, width=4)  # channels 4 ... 32: seconds on a CPU
     x, variables = _init(model)
-    logits, state = jax.jit(
-        lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])
-    )(variables, x)
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+        variables, x
+    )
     assert logits.shape == (2, 5) and np.isfinite(np.asarray(logits)).all()
     before = variables["batch_stats"]["norm_0"]["var"]
     after = state["batch_stats"]["norm_0"]["var"]

@@ -82,9 +82,9 @@ def test_split_is_the_authors_first_1000_test_images_unscaled(compose_cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_cpu_scale_cells_run_300_iterations_and_faithful_ones_10000(compose_cell, cell):
     cpu, full = compose_cell(f"wu2020/{cell}"), compose_cell(f"wu2020/full/{cell}")
-    assert _iterations(cpu) == 300 and cpu["trainer"]["eval_every_epochs"] == cpu["trainer"][
-        "epochs"
-    ]
+    assert (
+        _iterations(cpu) == 300 and cpu["trainer"]["eval_every_epochs"] == cpu["trainer"]["epochs"]
+    )
     assert _iterations(full) == 10000 and full["data"]["n_test"] is None
     assert cpu["replicas"]["seeds"] == 5 and cpu["optimizer"]["learning_rate"] == 0.01
     assert cpu["model"]["bias_init"] == "simple" and cpu["model"]["init_scale"] == 0.02
