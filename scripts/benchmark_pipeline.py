@@ -345,9 +345,7 @@ def compare_replicas(setup: Setup, results: dict[str, Any]) -> float:
     cache = tmp / "single_cache"
     cold = engine_run([*base, epochs], tmp / "single_cold", cache)
     warm = engine_run([*base, epochs], tmp / "single_warm", cache)
-    single_rate = max(
-        steady_rate(cold, per_epoch), steady_rate(warm, per_epoch), results["engine"]
-    )
+    single_rate = max(steady_rate(cold, per_epoch), steady_rate(warm, per_epoch), results["engine"])
     # The most R replicas can gain over one run once compiled: the matmul peak over the FLOP/s
     # one run achieves (the replicas' work is the same matmuls, batched).
     peak = matmul_gflops()

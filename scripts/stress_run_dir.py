@@ -156,6 +156,7 @@ def run_root(env: dict[str, str]) -> Path:
 
 def wait_records(root: Path, more: int, procs: list, timeout: float = 300.0) -> None:
     """Until the run in `root` has `more` records than now (or no copy is left)."""
+
     def count() -> int:
         return sum(len(records(job)) for job in job_dirs(root))
 

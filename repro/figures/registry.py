@@ -15,6 +15,7 @@ PAPERS: dict[str, str] = {
     "mori2020": "repro.figures.mori2020",
     "mori2022": "repro.figures.mori2022",
     "wu2020": "repro.figures.wu2020",
+    "novograd2019": "repro.figures.novograd2019",
 }
 
 

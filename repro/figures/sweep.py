@@ -102,14 +102,56 @@ def train_then_figures(
     """Print both commands; run the sweep (unless `skip_train`), then the figures, which use
     the jobs that finished even when some did not. Exit status: the sweep's, else the
     figures'."""
-    print("$ " + shlex.join(command))
+    return steps_then_figures([command], figures_argv, skip_train, dry_run)
+
+
+def steps_then_figures(
+    commands: Sequence[Sequence[str]], figures_argv: Sequence[str], skip_train: bool, dry_run: bool
+) -> int:
+    """`train_then_figures` for several training commands, run in order (each one even when
+    an earlier one failed: the figures mark what is missing). Exit status: the first failing
+    command's, else the figures'."""
+    for command in commands:
+        print("$ " + shlex.join(command))
     print("$ " + shlex.join(["python", "-m", "repro.figures", *figures_argv]))
     if dry_run:
         return 0
     status = 0
-    if not skip_train:
-        status = subprocess.run(list(command), check=False).returncode
-        if status != 0:
-            print(f"training exited with {status}; figures use the runs that finished")
+    for command in [] if skip_train else commands:
+        code = subprocess.run(list(command), check=False).returncode
+        if code != 0:
+            print(f"{shlex.join(command[:4])}... exited with {code}; figures use what finished")
+            status = status or code
     figures_status = figures_main(list(figures_argv))
     return status or figures_status
+
+
+def figures_arguments(paper: str, overrides: Sequence[str], out_dir: str | None) -> list[str]:
+    """`python -m repro.figures` arguments after the sweep of a paper script: the committed
+    paper_figures/<paper> for the paper's own config; for runs with result-changing overrides
+    (a smoke run), a scratch dir $REPRO_OUTPUT_ROOT/figures/<paper> unless ``out_dir`` says
+    otherwise, and the overrides, so those runs are matched to their own cells."""
+    changed = result_overrides(overrides)
+    if out_dir is None:
+        root = Path(os.environ.get("REPRO_OUTPUT_ROOT", "outputs"))
+        out_dir = str(root / "figures" / paper) if changed else f"paper_figures/{paper}"
+    figures = [paper, "--out-dir", out_dir]
+    if changed:
+        figures += ["--overrides", *changed]
+    return figures
+
+
+def script_parser(prog: str, description: str, default_out_dir: str) -> argparse.ArgumentParser:
+    """The arguments every paper script shares: --skip-train, --dry-run, --out-dir (unknown
+    arguments are Hydra overrides of every job)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description + " Unknown arguments are Hydra overrides of every job."
+    )
+    parser.add_argument("--skip-train", action="store_true", help="only regenerate figures")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument(
+        "--out-dir",
+        help=f"figures dir (default {default_out_dir}; with overrides that change results: "
+        "$REPRO_OUTPUT_ROOT/figures/<paper>)",
+    )
+    return parser

@@ -324,3 +324,47 @@ class Claim:
             "comparison_holds": holds if self.comparison is not None else None,
             "finding": finding,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredClaim(Claim):
+    """A claim whose rule is a function of the whole data (a tuned optimum, a count, a file
+    beside the runs), not a paired difference of two cells.
+
+    ``measure(data)`` applies the rule and returns ``verdict`` (one of VERDICTS),
+    ``preconditions`` and ``requirements`` (check dicts: rule, value, against, passed),
+    ``effect`` (estimate, interval, n, or None) and ``finding``; ``rule_text`` says in words
+    what ``measure`` does, from the same constants. ``cell_keys`` are the cells that must have
+    runs (none: ``measure`` says itself when its input is missing, as ``not run``).
+    """
+
+    cell_keys: tuple[str, ...] = ()
+    rule_text: str = ""
+    measure: Callable[[PaperData], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.measure is None or not self.rule_text:
+            raise ValueError(f"claim {self.id} needs a measure and its rule_text")
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        return self.cell_keys
+
+    def rule(self, unit: str = "%") -> str:
+        return self.rule_text
+
+    def judge(self, data: PaperData, unit: str = "%") -> dict[str, Any]:
+        assert self.measure is not None
+        found = self.measure(data)
+        if found["verdict"] not in VERDICTS:
+            raise ValueError(f"claim {self.id}: measure returned verdict {found['verdict']!r}")
+        return {
+            "verdict": found["verdict"],
+            "preconditions": list(found.get("preconditions", [])),
+            "requirements": list(found.get("requirements", [])),
+            "effect": found.get("effect"),
+            "paper_effect": self.paper_effect,
+            "compatible": None,
+            "comparison_holds": None,
+            "finding": found.get("finding", ""),
+        }

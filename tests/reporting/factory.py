@@ -41,8 +41,10 @@ def replica(
     loss: float | None = None,
     best: float | None = None,
     hparams: dict[str, float] | None = None,
+    validation: float | None = None,
 ) -> dict[str, Any]:
-    """Replica spec: seed, grid hparams (default: the learning rate), final accuracy (fraction)."""
+    """Replica spec: seed, grid hparams (default: the learning rate), final accuracy (fraction)
+    and, optionally, the final validation accuracy (fraction)."""
     if hparams is None:
         hparams = {} if learning_rate is None else {LR: learning_rate}
     return {
@@ -52,6 +54,7 @@ def replica(
         "diverged": diverged,
         "loss": (1.0 - (accuracy or 0.0)) if loss is None else loss,
         "best": accuracy if best is None else best,
+        "validation": validation,
     }
 
 
@@ -121,6 +124,11 @@ def make_job(
                     "test_accuracy": r["accuracy"],
                     "test_loss": r["loss"],
                     "train_loss": r["loss"],
+                    **(
+                        {"validation_accuracy": r["validation"]}
+                        if r.get("validation") is not None
+                        else {}
+                    ),
                 },
                 "best": {"test_accuracy": r["best"], "epoch": epochs},
                 "diverged": r["diverged"],
