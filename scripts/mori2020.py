@@ -18,7 +18,6 @@ Runs, in order (PREREGISTRATION: paper_figures/mori2020/PREREGISTRATION.md):
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -34,8 +33,7 @@ from repro.figures.mori2020_covariance import (
     measured_with,
     problem_overrides,
 )
-from repro.figures.sweep import train_then_figures
-from repro.run_identity import result_overrides
+from repro.figures.sweep import figures_arguments, script_parser, train_then_figures
 
 OUT_DIR = f"paper_figures/{NAME}"
 
@@ -46,34 +44,21 @@ def commands(
     """(covariance argv, training argv, figures argv without `python -m repro.figures`)."""
     root = Path(os.environ.get("REPRO_OUTPUT_ROOT", "outputs"))
     measurement = root / "multirun" / NAME / FILE_NAME
-    changed = result_overrides(overrides)
     covariance = [
         sys.executable, "-m", "repro.figures.mori2020_covariance", "--out", str(measurement),
         "--draws", str(draws), *problem_overrides(overrides),
     ]  # fmt: skip
     train = [sys.executable, "-m", "repro.train", "-m", f"+sweep={NAME}", *overrides]
-    if out_dir is None:
-        out_dir = str(root / "figures" / NAME) if changed else OUT_DIR
-    figures = [NAME, "--out-dir", out_dir]
-    if changed:
-        figures += ["--overrides", *changed]
-    return covariance, train, figures
+    return covariance, train, figures_arguments(NAME, overrides, out_dir, OUT_DIR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python scripts/mori2020.py",
-        description="Measure claim 1, run the Mori & Ueda sweep, then write its figures. "
-        "Unknown arguments are Hydra overrides of every job.",
+    parser = script_parser(
+        "python scripts/mori2020.py",
+        "Measure claim 1, run the Mori & Ueda sweep, then write its figures.",
+        OUT_DIR,
     )
-    parser.add_argument("--skip-train", action="store_true", help="only regenerate figures")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--draws", type=int, default=NUM_DRAWS, help="draws per trace")
-    parser.add_argument(
-        "--out-dir",
-        help=f"figures dir (default {OUT_DIR}; with overrides that change results: "
-        f"$REPRO_OUTPUT_ROOT/figures/{NAME})",
-    )
     args, overrides = parser.parse_known_args(argv)
     covariance, train, figures = commands(overrides, args.out_dir, args.draws)
     path = Path(covariance[covariance.index("--out") + 1])

@@ -15,15 +15,11 @@ command skips finished jobs and resumes an interrupted one from its last checkpo
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from repro.figures.neelakantan2015_budget import NAME, SWEEP
-from repro.figures.sweep import train_then_figures
-from repro.run_identity import result_overrides
+from repro.figures.sweep import figures_arguments, script_parser, train_then_figures
 
 OUT_DIR = "paper_figures/neelakantan2015/budget"
 
@@ -36,28 +32,14 @@ def commands(overrides: Sequence[str], out_dir: str | None) -> tuple[list[str], 
     outputs.
     """
     train = [sys.executable, "-m", "repro.train", "-m", f"+sweep={SWEEP}", *overrides]
-    changed = result_overrides(overrides)
-    if out_dir is None:
-        root = Path(os.environ.get("REPRO_OUTPUT_ROOT", "outputs"))
-        out_dir = str(root / "figures" / NAME) if changed else OUT_DIR
-    figures = [NAME, "--out-dir", out_dir]
-    if changed:
-        figures += ["--overrides", *changed]
-    return train, figures
+    return train, figures_arguments(NAME, overrides, out_dir, OUT_DIR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python scripts/neelakantan2015_budget.py",
-        description="Run the Neelakantan training-budget sweep, then write its figures. "
-        "Unknown arguments are Hydra overrides of every job.",
-    )
-    parser.add_argument("--skip-train", action="store_true", help="only regenerate figures")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    parser.add_argument(
-        "--out-dir",
-        help=f"figures dir (default {OUT_DIR}; with overrides that change results: "
-        f"$REPRO_OUTPUT_ROOT/figures/{NAME})",
+    parser = script_parser(
+        "python scripts/neelakantan2015_budget.py",
+        "Run the Neelakantan training-budget sweep, then write its figures.",
+        OUT_DIR,
     )
     args, overrides = parser.parse_known_args(argv)
     train, figures = commands(overrides, args.out_dir)

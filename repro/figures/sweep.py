@@ -126,15 +126,19 @@ def steps_then_figures(
     return status or figures_status
 
 
-def figures_arguments(paper: str, overrides: Sequence[str], out_dir: str | None) -> list[str]:
+def figures_arguments(
+    paper: str, overrides: Sequence[str], out_dir: str | None, committed_dir: str | None = None
+) -> list[str]:
     """`python -m repro.figures` arguments after the sweep of a paper script: the committed
-    paper_figures/<paper> for the paper's own config; for runs with result-changing overrides
-    (a smoke run), a scratch dir $REPRO_OUTPUT_ROOT/figures/<paper> unless ``out_dir`` says
-    otherwise, and the overrides, so those runs are matched to their own cells."""
+    ``committed_dir`` (default paper_figures/<paper>) for the paper's own config; for runs
+    with result-changing overrides (a smoke run), a scratch dir
+    $REPRO_OUTPUT_ROOT/figures/<paper> unless ``out_dir`` says otherwise, and the overrides,
+    so those runs are matched to their own cells."""
     changed = result_overrides(overrides)
     if out_dir is None:
         root = Path(os.environ.get("REPRO_OUTPUT_ROOT", "outputs"))
-        out_dir = str(root / "figures" / paper) if changed else f"paper_figures/{paper}"
+        committed = committed_dir or f"paper_figures/{paper}"
+        out_dir = str(root / "figures" / paper) if changed else committed
     figures = [paper, "--out-dir", out_dir]
     if changed:
         figures += ["--overrides", *changed]
