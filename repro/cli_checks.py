@@ -54,6 +54,12 @@ def experiment_names(config_dir: Path) -> list[str]:
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 
 
+def group_options(config_dir: Path, group: str) -> list[str]:
+    """The options of config group `group` (its yaml files, without sub-groups), sorted."""
+    root = Path(config_dir) / group
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+
+
 def describe_experiments(names: Sequence[str]) -> str:
     """`demo, smoke, jasper/{smoke}, neelakantan2015/{he_clip10, ...}`: one phrase."""
     top = [n for n in names if "/" not in n]
@@ -118,10 +124,18 @@ class JobComposer:
         try:
             return compose(self.config_name, list(overrides), return_hydra_config=hydra_node)
         except MissingConfigException as error:
-            if (error.missing_cfg_file or "").startswith("experiment/"):
-                choice = error.missing_cfg_file.split("/", 1)[1]
+            missing = error.missing_cfg_file or ""
+            if missing.startswith("experiment/"):
+                choice = missing.split("/", 1)[1]
                 names = describe_experiments(experiment_names(self.config_dir))
                 raise ConfigError(f"no experiment {choice!r}; experiment= takes: {names}") from None
+            group, _, choice = missing.rpartition("/")
+            options = group_options(self.config_dir, group) if group else []
+            if options:
+                # e.g. optimizer=foo: name the group and what it takes, in one line
+                raise ConfigError(
+                    f"{group}={choice}: no such option; {group}= takes: {', '.join(options)}"
+                ) from None
             raise LeftToHydraError from error
         except HydraException as error:
             if match := _ALREADY_A_KEY.search(str(error)):

@@ -101,6 +101,11 @@ CASES = [
         ["experiment=nope"],
         ["nope", "demo", "smoke", "neelakantan2015/{", "he_clip10,", "jasper/{smoke}"],
     ),
+    (
+        "unknown_optimizer",
+        [*TINY, "optimizer=adamax"],
+        ["optimizer=adamax: no such option", "adam, adamw, lamb, lars, momentum"],
+    ),
     ("key_typo_trainer", [*TINY, "trainer.epoch=3"], ["trainer.epoch", "trainer.epochs"]),
     (
         "key_typo_optimizer",
