@@ -22,7 +22,6 @@ with d, N grows with L) but some value lies outside the band, inside twice its w
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from repro.figures.core import (
     QUALITATIVE,
     REPRODUCED,
     Cell,
-    Claim,
+    MeasuredClaim,
     NotEvaluableError,
     PaperData,
     PaperSpec,
@@ -70,52 +69,26 @@ CELLS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class FitClaim(Claim):
-    """A claim judged on fits of run records rather than on one metric per replica.
+def fit_verdict(measure: Callable[[PaperData], dict[str, Any]]) -> Callable[[PaperData], dict]:
+    """A MeasuredClaim measure from a fit measure, which returns ``preconditions`` and
+    ``requirements`` (check dicts), ``trend`` (the qualitative direction holds),
+    ``within_twice`` (every value inside twice the band), ``effect`` and ``finding``: the
+    verdict is inconclusive if a precondition fails, reproduced if every requirement holds,
+    reproduced qualitatively if the trend holds within twice the band, else not reproduced."""
 
-    ``measure(data)`` returns ``preconditions`` and ``requirements`` (check dicts: rule, value,
-    against, passed), ``trend`` (the qualitative direction holds), ``within_twice`` (every
-    value inside twice the band), ``effect`` (estimate, interval, n) and ``finding``.
-    """
-
-    cell_keys: tuple[str, ...] = ()
-    rule_text: str = ""
-    measure: Callable[[PaperData], dict[str, Any]] | None = None
-
-    def __post_init__(self) -> None:
-        if self.measure is None or not self.cell_keys:
-            raise ValueError(f"claim {self.id} needs cell_keys and a measure")
-
-    @property
-    def cells(self) -> tuple[str, ...]:
-        return self.cell_keys
-
-    def rule(self, unit: str = "") -> str:
-        return self.rule_text
-
-    def judge(self, data: PaperData, unit: str = "") -> dict[str, Any]:
-        assert self.measure is not None
-        found = self.measure(data)
-        holds = all(check["passed"] for check in found["requirements"])
+    def judged(data: PaperData) -> dict[str, Any]:
+        found = measure(data)
         if not all(check["passed"] for check in found["preconditions"]):
             verdict = INCONCLUSIVE
-        elif holds:
+        elif all(check["passed"] for check in found["requirements"]):
             verdict = REPRODUCED
         elif found["trend"] and found["within_twice"]:
             verdict = QUALITATIVE
         else:
             verdict = NOT_REPRODUCED
-        return {
-            "verdict": verdict,
-            "preconditions": found["preconditions"],
-            "requirements": found["requirements"],
-            "effect": found["effect"],
-            "paper_effect": None,
-            "compatible": None,
-            "comparison_holds": None,
-            "finding": found["finding"],
-        }
+        return {**found, "verdict": verdict}
+
+    return judged
 
 
 def _check(rule: str, value: float, against: float, passed: bool) -> dict[str, Any]:
@@ -342,7 +315,7 @@ def measure_spectrum(data: PaperData) -> dict[str, Any]:
 
 
 CLAIMS = (
-    FitClaim(
+    MeasuredClaim(
         id="M1",
         claim="the stationary density of SGD is a power law of the loss, phi = 1 + B / (lr h*)",
         setting="linear regression d = 1, N = 1e5, B 1..16, lr 0.01 / 0.1 (lr 1 shown)",
@@ -352,13 +325,13 @@ CLAIMS = (
         f"if every mean is within +-{PHI_BAND:.0%} of 1 + B / (lr h*) (reproduced); else "
         "reproduced qualitatively if phi grows with B at each lr and every mean is within "
         f"+-{2 * PHI_BAND:.0%}; else not reproduced. lr = 1 is plotted, not judged.",
-        measure=measure_phi,
+        measure=fit_verdict(measure_phi),
         paper={
             "statement": "fitted phi on the dashed lines 1 + B / lr except at lr = 1",
             "source": "Section 5 (linear regression), Fig. 3",
         },
     ),
-    FitClaim(
+    MeasuredClaim(
         id="M2",
         claim="the mean escape time grows like c^(B / (lr h*) + 1 - d / 2)",
         setting="linear regression N = 1e4, B 1, lr 0.1, 100 runs per d in {2, 6, 10}",
@@ -367,10 +340,10 @@ CLAIMS = (
         "Judged only if >= 2 dimensions have no censored run; reproduced if every slope is "
         f"within +-{SLOPE_BAND:.0%} of B / (lr h*) + 1 - d / 2; qualitatively if slopes fall "
         f"with d and are within +-{2 * SLOPE_BAND:.0%}; else not reproduced.",
-        measure=measure_escape,
+        measure=fit_verdict(measure_escape),
         paper={"statement": "slope 11 - d / 2 (B = 1, lr = 0.1)", "source": "Section 5, Fig. 4"},
     ),
-    FitClaim(
+    MeasuredClaim(
         id="M3",
         claim="late in training the SGD noise strength is proportional to the loss",
         setting="MNIST 10k, one-hot MSE, 2 x 100 MLP, B 100, lr 0.1, 100 epochs, 4 seeds",
@@ -379,13 +352,13 @@ CLAIMS = (
         f"epochs; mean over seeds with a t-interval. Judged only if L fell >= {MIN_LOSS_DROP:g}x "
         f"over that window; reproduced if |mean - 1| <= {NOISE_BAND:g}; qualitatively if the "
         f"slope is > 0 and within +-{2 * NOISE_BAND:g} of 1; else not reproduced.",
-        measure=measure_noise,
+        measure=fit_verdict(measure_noise),
         paper={
             "statement": "N proportional to L late in training (Fashion-MNIST MLP, CIFAR-10 CNN)",
             "source": "Section 4, Fig. 2",
         },
     ),
-    FitClaim(
+    MeasuredClaim(
         id="M4",
         claim="(bonus) the exact noise covariance has the spectrum of its decoupled form 2 L H",
         setting="MNIST 10k parity, 2 x 100 MLP, one output, B 100, lr 0.01, 50 epochs",
@@ -394,7 +367,7 @@ CLAIMS = (
         "512 training images at the last logged epoch, per seed. Reproduced if the median "
         f"ratio exact / decoupled is within a factor {SPECTRUM_FACTOR:g}; qualitatively if "
         f"within {SPECTRUM_FACTOR**2:g} and the two rank the eigenvalues alike (Spearman > 0).",
-        measure=measure_spectrum,
+        measure=fit_verdict(measure_spectrum),
         paper={"statement": "matching eigenvalue histograms", "source": "Section 3, Fig. 1"},
     ),
 )
