@@ -12,6 +12,7 @@ group name: what they select is in the resolved config, and is compared there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +36,12 @@ NON_RESULT_KEYS: tuple[str, ...] = (
 )
 
 
+# Where data lives is a setting of the machine (`paths`, not a result key). A value derived from
+# one of these (`data.path: <paths.data_dir>/mnist.npz`) is compared relative to it, so the same
+# run made in another checkout or on another machine is the same run.
+LOCATION_KEYS: tuple[str, ...] = ("data_dir", "tfds_data_dir")  # under `paths`
+
+
 def override_key(override: str) -> str:
     """The dotted key of a command-line override: `+trainer.x=1` -> `trainer.x`,
     `optimizer/schedule=cosine` -> `optimizer.schedule`."""
@@ -53,8 +60,36 @@ def result_overrides(overrides: Iterable[str]) -> list[str]:
     return [override for override in overrides if is_result_key(override)]
 
 
+def _locations(container: Mapping[str, Any]) -> list[tuple[str, str]]:
+    paths = container.get("paths")
+    if not isinstance(paths, Mapping):
+        return []
+    found = [
+        (os.path.normpath(paths[key]), f"${{paths.{key}}}")
+        for key in LOCATION_KEYS
+        if isinstance(paths.get(key), str) and paths[key]
+    ]
+    return sorted(found, key=lambda item: -len(item[0]))  # the longest prefix first
+
+
+def _relative(value: Any, locations: list[tuple[str, str]]) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _relative(v, locations) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, locations) for v in value]
+    if isinstance(value, str) and locations and os.sep in value:
+        normal = os.path.normpath(value)
+        for location, name in locations:
+            if normal == location or normal.startswith(location + os.sep):
+                return name + normal[len(location) :]
+    return value
+
+
 def result_config(container: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A plain config without the nodes named in NON_RESULT_KEYS."""
+    """A plain config without the nodes named in NON_RESULT_KEYS; strings under a data
+    location (`paths.data_dir`, `paths.tfds_data_dir`) are written relative to it."""
+    if not prefix:
+        container = _relative(container, _locations(container))
     kept: dict[str, Any] = {}
     for key, value in container.items():
         dotted = f"{prefix}{key}"

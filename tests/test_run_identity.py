@@ -46,3 +46,17 @@ def test_differences_name_dotted_keys_and_ignore_non_result_ones():
     b = {"seed": 1, "trainer": {"epochs": 3, "progress": "always"}, "extra": 1}
     assert config_differences(a, b) == ["extra", "seed", "trainer.progress"]
     assert result_differences(a, b) == ["extra", "seed"]
+
+
+def test_data_paths_are_compared_relative_to_the_data_dir() -> None:
+    # The same run made in two checkouts (or machines): data.path differs only by paths.data_dir.
+    def config(root: str, name: str = "mnist.npz") -> dict:
+        data_dir = f"{root}/../shared/data"
+        return {"paths": {"data_dir": data_dir}, "data": {"path": f"{data_dir}/{name}"}}
+
+    assert result_differences(config("/work/main"), config("/home/me/repro")) == []
+    assert result_config(config("/a/b"))["data"]["path"] == "${paths.data_dir}/mnist.npz"
+    assert result_differences(config("/a"), config("/a", "fashion.npz")) == ["data.path"]
+    # A path outside the data dir is compared as it is.
+    outside = {"paths": {"data_dir": "/data"}, "data": {"path": "/elsewhere/mnist.npz"}}
+    assert result_config(outside)["data"]["path"] == "/elsewhere/mnist.npz"
