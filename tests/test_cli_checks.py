@@ -314,7 +314,6 @@ def test_grid_key_override_is_refused_only_while_the_grid_sweeps_it() -> None:
         ["-m", "seed=0,4"],
         ["-m", "+sweep=neelakantan2015_protocol"],
         ["--cfg", "job"],  # Hydra's own options: left to Hydra
-        ["optimizer=no_such_optimizer"],  # Hydra lists the options itself
     ],
 )
 def test_valid_command_lines_pass(argv: list[str]) -> None:
