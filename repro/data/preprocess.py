@@ -257,6 +257,33 @@ def _hold_out(
     return (x[keep], y[keep]), (x[held], y[held])
 
 
+def _scaled_splits(
+    raw: RawArrays,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    scaling: str,
+    flatten: bool,
+    label_kw: dict[str, Any],
+    metadata: dict[str, Any],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Steps 3-5 on every split; standardization statistics (added to ``metadata``) come
+    from the training split only."""
+    mean = std = None
+    if scaling == "standardize":
+        x_train = splits["train"][0]
+        mean, std = standardization_stats(x_train, pixel_max=raw.pixel_max, image=raw.is_image)
+        metadata["mean"] = mean.tolist()
+        metadata["std"] = std.tolist()
+    kw = {"scaling": scaling, "pixel_max": raw.pixel_max, "mean": mean, "std": std}
+
+    def finish(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = scale_features(x, **kw)
+        if flatten:
+            x = x.reshape(len(x), math.prod(x.shape[1:]))
+        return x, transform_labels(y, **label_kw)[0]
+
+    return {split: finish(x, y) for split, (x, y) in splits.items()}
+
+
 def preprocess(
     raw: RawArrays,
     *,
@@ -291,9 +318,6 @@ def preprocess(
         subset=subset,
         order=order,
     )
-    x_train, y_train = splits["train"]
-    x_test, y_test = splits["test"]
-    validation = splits.get("validation")
     metadata: dict[str, Any] = {
         "scaling": scaling,
         "flatten": flatten,
@@ -308,28 +332,16 @@ def preprocess(
         "pixel_max": raw.pixel_max,
         "n_validation": n_validation,
     }
-    mean = std = None
-    if scaling == "standardize":
-        mean, std = standardization_stats(x_train, pixel_max=raw.pixel_max, image=raw.is_image)
-        metadata["mean"] = mean.tolist()
-        metadata["std"] = std.tolist()
-    kw = {"scaling": scaling, "pixel_max": raw.pixel_max, "mean": mean, "std": std}
     label_kw = {
         "num_classes": raw.num_classes,
         "label_transform": label_transform,
         "one_hot": one_hot,
     }
-
-    def finish(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = scale_features(x, **kw)
-        if flatten:
-            x = x.reshape(len(x), math.prod(x.shape[1:]))
-        return x, transform_labels(y, **label_kw)[0]
-
-    num_classes = transform_labels(y_train[:1], **label_kw)[1]
-    x_train, y_train = finish(x_train, y_train)
-    x_test, y_test = finish(x_test, y_test)
-    x_validation, y_validation = finish(*validation) if validation else (None, None)
+    scaled = _scaled_splits(raw, splits, scaling, flatten, label_kw, metadata)
+    x_train, y_train = scaled["train"]
+    x_test, y_test = scaled["test"]
+    x_validation, y_validation = scaled.get("validation", (None, None))
+    num_classes = transform_labels(splits["train"][1][:1], **label_kw)[1]
     return ArrayDataset(
         name=raw.name,
         x_train=x_train,

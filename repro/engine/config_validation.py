@@ -156,16 +156,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(str(error)) from None
 
 
-def _validate_config(cfg: Mapping[str, Any]) -> None:
-    if not isinstance(cfg.get("name"), str) or not cfg["name"]:
-        raise ValueError(f"name must be a non-empty string, got {cfg.get('name')!r}")
-    _require_int("seed", cfg.get("seed"), 0)
-    if cfg.get("task") not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {cfg.get('task')!r}")
-
-    trainer = complete_trainer(cfg.get("trainer"))
-    validate_trainer(trainer)
-
+def _validate_replicas(cfg: Mapping[str, Any]) -> None:
+    """replicas.seeds, and the grid key and values of replicas.grid."""
     replicas = cfg.get("replicas") or {}
     _require_int("replicas.seeds", replicas.get("seeds", 1), 1)
     plan = plan_from_config(cfg)
@@ -183,7 +175,9 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
         for value in plan.grid_values:
             check_hparam(plan.grid_key, value)
 
-    optimizer = cfg.get("optimizer") or {}
+
+def _validate_optimizer(optimizer: Mapping[str, Any], epochs: int) -> None:
+    """The optimizer node: target, learning rate, hyperparameter ranges, schedule, scaling."""
     if "_target_" not in optimizer:
         raise ValueError("optimizer._target_ is missing (choose one with optimizer=<name>)")
     if "learning_rate" not in optimizer:
@@ -191,8 +185,22 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
     for key, value in optimizer.items():
         if key not in ("schedule", "batch_scaling") and not key.startswith("_"):
             check_hparam(f"optimizer.{key}", value)
-    validate_schedule(optimizer.get("schedule"), int(trainer["epochs"]))
+    validate_schedule(optimizer.get("schedule"), epochs)
     validate_batch_scaling(optimizer.get("batch_scaling"))
+
+
+def _validate_config(cfg: Mapping[str, Any]) -> None:
+    if not isinstance(cfg.get("name"), str) or not cfg["name"]:
+        raise ValueError(f"name must be a non-empty string, got {cfg.get('name')!r}")
+    _require_int("seed", cfg.get("seed"), 0)
+    if cfg.get("task") not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {cfg.get('task')!r}")
+
+    trainer = complete_trainer(cfg.get("trainer"))
+    validate_trainer(trainer)
+
+    _validate_replicas(cfg)
+    _validate_optimizer(cfg.get("optimizer") or {}, int(trainer["epochs"]))
 
     noise = cfg.get("noise") or {}
     kind = noise.get("kind", "none")

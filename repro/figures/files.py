@@ -6,7 +6,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +52,13 @@ def json_safe(value: Any) -> Any:
 
 def write_json(path: Path, payload: Any) -> Path:
     return write_text(path, json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def read_beside_runs(run_paths: Sequence[Path], name: str) -> tuple[Path, Any] | None:
+    """(path, parsed JSON) of the first file ``name`` directly under one of ``run_paths``: a
+    measurement a paper script writes beside its sweep (covariance.json, memory.json)."""
+    for path in run_paths:
+        candidate = Path(path) / name
+        if candidate.is_file():
+            return candidate, json.loads(candidate.read_text())
+    return None

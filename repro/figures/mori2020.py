@@ -54,7 +54,6 @@ compares with the abstract's statements only (``paper_effect`` None).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
@@ -85,7 +84,7 @@ from repro.figures.core import (
     save_figure,
     statistic,
 )
-from repro.figures.files import write_json, write_text
+from repro.figures.files import read_beside_runs, write_json, write_text
 from repro.figures.identity import CellRuns
 from repro.figures.mori2020_covariance import FILE_NAME as COVARIANCE_FILE
 from repro.figures.mori2020_covariance import measured_with, problem_overrides
@@ -164,11 +163,7 @@ TABLES = (
 
 def read_measurement(run_paths: Sequence[Path]) -> tuple[Path, dict[str, Any]] | None:
     """The first ``covariance.json`` directly under a run path (written beside the sweep)."""
-    for path in run_paths:
-        candidate = Path(path) / COVARIANCE_FILE
-        if candidate.is_file():
-            return candidate, json.loads(candidate.read_text())
-    return None
+    return read_beside_runs(run_paths, COVARIANCE_FILE)
 
 
 def _ratio_checks(measurement: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:

@@ -23,7 +23,6 @@ warmup arm):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,7 +47,7 @@ from repro.figures.core import (
     mark_not_run,
     save_figure,
 )
-from repro.figures.files import write_json, write_text
+from repro.figures.files import read_beside_runs, write_json, write_text
 from repro.figures.novograd2019_memory import FILE_NAME as MEMORY_FILE
 from repro.figures.novograd2019_memory import MODELS, OPTIMIZERS, problem_overrides
 
@@ -181,11 +180,7 @@ def _interior(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def read_memory(run_paths: Sequence[Path]) -> tuple[Path, dict[str, Any]] | None:
     """The first ``memory.json`` directly under a run path (written beside the sweep)."""
-    for path in run_paths:
-        candidate = Path(path) / MEMORY_FILE
-        if candidate.is_file():
-            return candidate, json.loads(candidate.read_text())
-    return None
+    return read_beside_runs(run_paths, MEMORY_FILE)
 
 
 def measure_memory(data: PaperData) -> dict[str, Any]:
