@@ -39,7 +39,7 @@ NON_RESULT_KEYS: tuple[str, ...] = (
 # Where data lives is a setting of the machine (`paths`, not a result key). A value derived from
 # one of these (`data.path: <paths.data_dir>/mnist.npz`) is compared relative to it, so the same
 # run made in another checkout or on another machine is the same run.
-LOCATION_KEYS: tuple[str, ...] = ("data_dir", "tfds_data_dir")  # under `paths`
+LOCATION_KEYS: tuple[str, ...] = ("data_dir", "tfds_data_dir", "speech_dir")  # under `paths`
 
 
 def override_key(override: str) -> str:

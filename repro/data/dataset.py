@@ -43,10 +43,12 @@ class ArrayDataset:
     model with ``num_outputs = 1`` without broadcasting).
     ``metadata``: how the arrays were made (preprocessing options, statistics, raw sizes).
     ``x_validation`` / ``y_validation``: a validation split held out of the training examples
-    (``preprocess(n_validation=...)``), or None; never trained on, evaluated as its own set.
-    ``extras_train`` / ``extras_test``: further per-example arrays ``[N, ...]`` that travel with
-    ``x`` and ``y`` through batching (e.g. padding masks of sequence data); the engine gathers
-    them with the same indices and hands them to the task in the batch dict.
+    (``preprocess(n_validation=...)``) or delivered by the source (a speech corpus's held-out
+    voices), or None; never trained on, evaluated as its own set.
+    ``extras_train`` / ``extras_test`` / ``extras_validation``: further per-example arrays
+    ``[N, ...]`` that travel with ``x`` and ``y`` through batching (e.g. padding masks of
+    sequence data); the engine gathers them with the same indices and hands them to the task
+    in the batch dict.
     """
 
     name: str
@@ -61,6 +63,7 @@ class ArrayDataset:
     extras_test: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     x_validation: np.ndarray | None = None
     y_validation: np.ndarray | None = None
+    extras_validation: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.x_validation is None) != (self.y_validation is None):
@@ -70,9 +73,13 @@ class ArrayDataset:
                 f"x_validation has {len(self.x_validation)} examples, y_validation "
                 f"{len(self.y_validation)}"
             )
+        if self.extras_validation and self.x_validation is None:
+            raise ValueError("extras_validation needs x_validation and y_validation")
+        n_validation = 0 if self.x_validation is None else len(self.x_validation)
         for split, extras, n in (
             ("train", self.extras_train, len(self.x_train)),
             ("test", self.extras_test, len(self.x_test)),
+            ("validation", self.extras_validation, n_validation),
         ):
             for key, value in extras.items():
                 if key in ("x", "y", "mask"):
@@ -91,10 +98,10 @@ class ArrayDataset:
         return {"x": self.x_test, "y": self.y_test, **self.extras_test}
 
     def validation_arrays(self) -> dict[str, np.ndarray] | None:
-        """``{"x", "y"}`` of the validation split, or None without one."""
+        """``{"x", "y", **extras_validation}`` of the validation split, or None without one."""
         if self.x_validation is None:
             return None
-        return {"x": self.x_validation, "y": self.y_validation}
+        return {"x": self.x_validation, "y": self.y_validation, **self.extras_validation}
 
     @property
     def num_examples(self) -> int:

@@ -99,6 +99,18 @@ class TrainingData:
     test_source: Any
     stream: Any | None
     validation_arrays: dict[str, np.ndarray] | None = None
+    description: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def describe_source(source: Any) -> dict[str, Any]:
+    """What summary.json records of the data (`metadata.data`): sizes and shapes
+    (`describe()`), plus the counted skips of a source that drops bad examples (speech)."""
+    describe = getattr(source, "describe", None)
+    info = dict(describe()) if callable(describe) else {}
+    skipped = dict(getattr(source, "metadata", None) or {}).get("skipped")
+    if skipped is not None:
+        info["skipped"] = skipped
+    return info
 
 
 def training_data(source: Any, sample_size: int, eval_batch_size: int) -> TrainingData:
@@ -114,6 +126,7 @@ def training_data(source: Any, sample_size: int, eval_batch_size: int) -> Traini
             source.test_arrays(),
             None,
             validation,
+            describe_source(source),
         )
     return TrainingData(
         stream_sample(source, max(1, sample_size)),
@@ -121,4 +134,5 @@ def training_data(source: Any, sample_size: int, eval_batch_size: int) -> Traini
         source.num_classes,
         source.test_source(eval_batch_size),
         source,
+        description=describe_source(source),
     )

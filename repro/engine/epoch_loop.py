@@ -121,6 +121,7 @@ def epoch_record(exp: Experiment, state: TrainState, epoch: int, seed: int) -> d
                 replicas=replicas,
                 train_data=exp.train_data,
                 key=diagnostics_key(seed, epoch),
+                eval_data=exp.eval_data,
             )
             for key, value in hook(ctx).items():
                 record[f"{name}/{key}"] = np.asarray(value)

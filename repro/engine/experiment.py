@@ -64,6 +64,8 @@ class Experiment:
     train_data: dict[str, jax.Array]  # on the devices: the set, or a sample of a stream
     feed: ResidentFeed | StreamFeed
     evaluators: dict[str, Evaluator]  # set name (test, validation, train_eval) -> means [R]
+    eval_data: dict[str, dict[str, jax.Array]]  # the resident sets behind them (padded batches)
+    data_description: dict[str, Any]  # summary.json metadata.data (sizes, counted skips)
     initial_state: TrainState
     examples_per_step: int
     steps_per_epoch: int
@@ -302,6 +304,8 @@ def build_experiment(spec: RunSpec) -> Experiment:
         train_data=placed.train_data,
         feed=_feed(spec, program, data, placed, examples_per_step, steps_per_epoch),
         evaluators=_evaluators(spec, program, data, placed.resident_eval, placed.mesh),
+        eval_data=placed.resident_eval,
+        data_description=data.description,
         initial_state=placed.state,
         examples_per_step=examples_per_step,
         steps_per_epoch=steps_per_epoch,

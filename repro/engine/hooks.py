@@ -47,6 +47,9 @@ class HookContext:
     # extras such as padding masks); the whole set, or the first examples of a stream.
     train_data: Mapping[str, jax.Array]
     key: jax.Array  # typed key for the hook's own randomness (fixed per epoch)
+    # Resident evaluation sets (test, validation, train_eval) as the evaluator holds them:
+    # padded batches, every entry [n_batches, eval_batch_size, ...] with a 0/1 "mask".
+    eval_data: Mapping[str, Mapping[str, jax.Array]] = dataclasses.field(default_factory=dict)
 
 
 class EpochHook(Protocol):

@@ -113,6 +113,7 @@ def _metadata(exp: Experiment, trained: _Trained) -> dict[str, Any]:
     # XLA:CPU picks its matmul blocking by operand size. Recorded so a run can be repeated
     # bit-for-bit (trainer.cpu_devices / replica_devices / data_devices).
     metadata["mesh"] = dict(exp.mesh.shape) if exp.mesh is not None else {}
+    metadata["data"] = exp.data_description
     return metadata
 
 

@@ -83,7 +83,7 @@ class ReplicaModel:
         params = variables.pop("params")
         noise_key = jax.random.fold_in(seed_key, rep.STREAM_GRADIENT_NOISE)
         opt_state = self.rule.transformation(hparams, noise_key).init(params)
-        metric_names = ("loss", *self.task.metrics)
+        metric_names = ("loss", *self.task.training_metric_names)
         return ReplicaState(
             params=params,
             model_state=variables,
@@ -109,7 +109,7 @@ class ReplicaModel:
             outputs, new_model_state = self.apply(
                 params, rs.model_state, batch, train=True, rngs=rngs
             )
-            per_example = self.task.per_example(outputs, batch)
+            per_example = self.task.per_example(outputs, batch, train=True)
             losses = per_example["loss"]
             if sampler is None:
                 loss = jnp.mean(losses)

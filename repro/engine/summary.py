@@ -3,7 +3,8 @@
 `build_summary` needs only the resolved config and the `metrics.jsonl` records, so anything
 that holds those (the engine at the end of a run, the W&B import in repro/figures) builds
 the same summary. The objective metric and mode default to the task's (`test_accuracy`/max
-for classification, `test_loss`/min for mse, `test_corpus_token_error_rate`/min for ctc).
+for classification, `test_loss`/min for mse, `test_corpus_token_error_rate`/min for ctc,
+`test_wer`/min for asr).
 
 Diverged replicas (frozen at the step their loss became non-finite) stay out of the
 objective and of the means over replicas (`aggregate`, `aggregate_by_grid`, each stats entry
@@ -90,8 +91,13 @@ def _per_replica_keys(last: Mapping[str, Any]) -> list[str]:
 
 
 def _scalar_keys(last: Mapping[str, Any]) -> list[str]:
-    """Per-replica keys with one number per replica (a hook's spectrum, [R, k], has no mean)."""
-    return [k for k in _per_replica_keys(last) if not any(isinstance(v, list) for v in last[k])]
+    """Per-replica keys with one number per replica (a hook's spectrum, [R, k], or decoded
+    transcripts have no mean)."""
+    return [
+        k
+        for k in _per_replica_keys(last)
+        if all(v is None or isinstance(v, int | float) for v in last[k])
+    ]
 
 
 def _replica_entries(

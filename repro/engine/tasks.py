@@ -23,6 +23,13 @@ plain logits array means no padding); the batch holds labels ``y`` int32 [B, L] 
   is the ratio of the sums); the engine writes it as ``corpus_token_error_rate`` (a task
   ratio, computed after averaging), the default objective. ``token_error_rate`` (mean of
   per-utterance rates) weighs short utterances more.
+
+ASR (``task=asr``): CTC on character transcripts (``repro.data.speech.vocabulary``: space,
+a-z, apostrophe), scored as speech recognition is. The loss is CTC's; the metrics are
+``char_errors`` / ``ref_chars`` and ``word_errors`` / ``ref_words`` of the normalized greedy
+transcript (``repro.engine.transcripts.text_errors``), whose ratios ``cer`` and ``wer`` are
+the corpus-level rates (total edits / total reference units, as jiwer computes them; the
+default objective is ``test_wer``).
 """
 
 from __future__ import annotations
@@ -36,13 +43,31 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from repro.data.speech.vocabulary import SPACE_ID
+from repro.engine.transcripts import (
+    BLANK_ID,
+    edit_distance,
+    greedy_ctc_decode,
+    greedy_ctc_frames,
+    text_errors,
+)
 from repro.errors import ConfigError
+
+__all__ = [
+    "BLANK_ID",
+    "TASKS",
+    "Task",
+    "edit_distance",
+    "get_task",
+    "greedy_ctc_decode",
+    "greedy_ctc_frames",
+    "num_outputs_for",
+]
 
 Batch = Mapping[str, jax.Array]
 # Model outputs: an array, or a pytree such as a sequence model's (logits, paddings).
 Outputs = Any
 PerExample = Callable[[Outputs, Batch], jax.Array]
-BLANK_ID = 0  # CTC blank: label ids are 1..V, logits have V + 1 entries per frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +86,14 @@ class Task:
     # means over the same examples are divided after averaging (ratio of means = ratio of
     # sums), e.g. the corpus token error rate = sum of edits / sum of reference lengths.
     ratios: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    # Metrics also summed over training steps (None = all). ASR leaves its edit distances
+    # out: a Levenshtein scan per step would cost more than the small models' own step.
+    train_metrics: tuple[str, ...] | None = None
+
+    @property
+    def training_metric_names(self) -> tuple[str, ...]:
+        """The metrics computed in every training step."""
+        return tuple(self.metrics) if self.train_metrics is None else self.train_metrics
 
     def with_ratios(self, means: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         """``means`` (keys ``prefix + metric``) plus every ratio whose two metrics it holds;
@@ -91,12 +124,15 @@ class Task:
                 f"{len(outputs)} (a sequence model such as Jasper goes with task=ctc)"
             )
 
-    def per_example(self, outputs: Outputs, batch: Batch) -> dict[str, jax.Array]:
-        """{"loss": [B], **metrics: [B]}."""
+    def per_example(
+        self, outputs: Outputs, batch: Batch, *, train: bool = False
+    ) -> dict[str, jax.Array]:
+        """{"loss": [B], **metrics: [B]} (in training only ``training_metric_names``)."""
         self.check_outputs(outputs)
         values = {"loss": self.loss(outputs, batch)}
-        for name, fn in self.metrics.items():
-            values[name] = fn(outputs, batch)
+        names = self.training_metric_names if train else tuple(self.metrics)
+        for name in names:
+            values[name] = self.metrics[name](outputs, batch)
         return values
 
 
@@ -146,70 +182,6 @@ def _label_paddings(batch: Batch) -> jax.Array:
     return batch.get("y_paddings", jnp.zeros(batch["y"].shape, jnp.float32)).astype(jnp.float32)
 
 
-def greedy_ctc_frames(
-    logits: jax.Array, paddings: jax.Array, blank_id: int = BLANK_ID
-) -> tuple[jax.Array, jax.Array]:
-    """Greedy CTC decoding, uncompacted: ``(ids [B, T], emitted [B, T] bool)``.
-
-    ``ids_t = argmax_k logits_{t,k}``; frame t emits ``ids_t`` iff it is a real frame, not a
-    blank and not a repeat of frame t-1 (``ids_t != ids_{t-1}``; a blank in between separates
-    two equal tokens). Paddings must be trailing.
-    """
-    ids = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    previous = jnp.concatenate([jnp.full_like(ids[:, :1], -1), ids[:, :-1]], axis=1)
-    emitted = (paddings < 0.5) & (ids != blank_id) & (ids != previous)
-    return ids, emitted
-
-
-def greedy_ctc_decode(
-    logits: jax.Array, paddings: jax.Array, blank_id: int = BLANK_ID
-) -> tuple[jax.Array, jax.Array]:
-    """Greedy CTC transcripts, left-aligned: ``(tokens [B, T] int32, token_paddings [B, T])``
-    (padding entries of ``tokens`` are 0)."""
-    ids, emitted = greedy_ctc_frames(logits, paddings, blank_id)
-    frames = ids.shape[1]
-    position = jnp.where(emitted, jnp.cumsum(emitted, axis=1) - 1, frames)  # frames = dropped
-
-    def compact(row_ids: jax.Array, row_position: jax.Array) -> jax.Array:
-        return jnp.zeros_like(row_ids).at[row_position].set(row_ids, mode="drop")
-
-    tokens = jax.vmap(compact)(ids, position)
-    count = jnp.sum(emitted, axis=1, keepdims=True)
-    token_paddings = (jnp.arange(frames)[None, :] >= count).astype(jnp.float32)
-    return tokens, token_paddings
-
-
-def edit_distance(
-    hyp: jax.Array, hyp_paddings: jax.Array, ref: jax.Array, ref_paddings: jax.Array
-) -> jax.Array:
-    """Levenshtein distance (unit-cost insertions, deletions, substitutions), float32 [B].
-
-    Dynamic programme over hypothesis positions (a ``lax.scan``), one row ``D[i, 0..L]`` at a
-    time: ``D[i, j] = min(D[i-1, j] + 1, D[i, j-1] + 1, D[i-1, j-1] + [h_i != r_j])``,
-    ``D[0, j] = j``. The in-row recursion ``D[i, j-1] + 1`` is a prefix minimum,
-    ``D[i, j] = j + min_{k <= j}(c_k - k)`` with ``c`` the row without it (``lax.cummin``), so
-    a row costs O(L) vector work. A padded hypothesis position (anywhere) leaves the row
-    unchanged; reference paddings must be trailing: the result is ``D[n, len(ref)]``.
-    """
-    ref = ref.astype(jnp.int32)
-    hyp = hyp.astype(jnp.int32)
-    columns = jnp.arange(ref.shape[1] + 1, dtype=jnp.int32)
-    first_row = jnp.broadcast_to(columns, (ref.shape[0], columns.size))
-
-    def next_row(row: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        token, padded = inputs  # [B], [B]
-        substitute = row[:, :-1] + (token[:, None] != ref).astype(jnp.int32)
-        skip_hyp = row[:, 1:] + 1
-        without_left = jnp.concatenate([row[:, :1] + 1, jnp.minimum(substitute, skip_hyp)], axis=1)
-        new = jax.lax.cummin(without_left - columns, axis=1) + columns
-        return jnp.where(padded[:, None] > 0.5, row, new), None
-
-    last_row, _ = jax.lax.scan(next_row, first_row, (hyp.T, hyp_paddings.T))
-    ref_length = jnp.sum(ref_paddings < 0.5, axis=1).astype(jnp.int32)
-    distance = jnp.take_along_axis(last_row, ref_length[:, None], axis=1)[:, 0]
-    return distance.astype(jnp.float32)
-
-
 def _ctc_loss(outputs: Outputs, batch: Batch) -> jax.Array:
     """Per-utterance CTC negative log-likelihood (module docstring)."""
     logits, logit_paddings = _sequence_outputs(outputs)
@@ -232,10 +204,26 @@ def _ref_tokens(outputs: Outputs, batch: Batch) -> jax.Array:
     return jnp.sum(_label_paddings(batch) < 0.5, axis=1).astype(jnp.float32)
 
 
+def _text_metric(name: str) -> PerExample:
+    def metric(outputs: Outputs, batch: Batch) -> jax.Array:
+        logits, logit_paddings = _sequence_outputs(outputs)
+        errors = text_errors(
+            jax.lax.stop_gradient(logits),
+            logit_paddings,
+            batch["y"].astype(jnp.int32),
+            _label_paddings(batch),
+            SPACE_ID,
+        )
+        return errors[name]
+
+    return metric
+
+
 def _token_error_rate(outputs: Outputs, batch: Batch) -> jax.Array:
     return _greedy_token_errors(outputs, batch) / jnp.maximum(_ref_tokens(outputs, batch), 1.0)
 
 
+TEXT_METRICS = ("char_errors", "ref_chars", "word_errors", "ref_words")
 TASKS: dict[str, Task] = {
     "classification": Task(
         "classification", _cross_entropy, {"accuracy": _accuracy}, "test_accuracy", "max"
@@ -254,6 +242,16 @@ TASKS: dict[str, Task] = {
         sequence_outputs=True,
         ratios={"corpus_token_error_rate": ("token_errors", "ref_tokens")},
     ),
+    "asr": Task(
+        "asr",
+        _ctc_loss,
+        {name: _text_metric(name) for name in TEXT_METRICS},
+        "test_wer",
+        "min",
+        sequence_outputs=True,
+        ratios={"cer": ("char_errors", "ref_chars"), "wer": ("word_errors", "ref_words")},
+        train_metrics=(),
+    ),
     "binary_mse": Task(
         "binary_mse", _squared_error, {"accuracy": _sign_accuracy}, "test_accuracy", "max"
     ),
@@ -269,10 +267,11 @@ def get_task(name: str) -> Task:
 
 def num_outputs_for(task: Task, num_classes: int, y_train: jax.Array) -> int:
     """Output width a model needs for `task` on a data set (ctc: V tokens + the blank)."""
-    if task.name == "ctc":
+    if task.name in ("ctc", "asr"):
         if num_classes < 1:
             raise ConfigError(
-                f"task=ctc needs a data set with num_classes >= 1 (tokens), got {num_classes}"
+                f"task={task.name} needs a data set with num_classes >= 1 (tokens), "
+                f"got {num_classes}"
             )
         return int(num_classes) + 1
     if task.name == "classification":

@@ -35,6 +35,11 @@ unpadded sequence alone (train and eval). Convolutions use symmetric explicit pa
 ``d (k - 1) / 2`` (odd k), so output frame j of the strided prologue is centred on input frame
 ``stride * j``: ``T' = ceil(T / stride)`` and the output paddings are ``x_paddings[:, ::stride]``.
 
+SpecAugment (Park et al. 2019; ``repro.data.speech.features.spec_augment``): with
+``spec_augment = (freq_masks, freq_width, time_masks, time_width)`` not all zero, training
+calls mask the input features first (fresh masks every step from the ``dropout`` rng stream);
+evaluation never masks.
+
 Call: ``model.apply(variables, x [B, T, F], x_paddings [B, T] (optional: none = no padding),
 train=bool, rngs={"dropout": key}, mutable=["batch_stats"] when training)`` returns
 ``(logits [B, T', num_outputs], output_paddings [B, T'])``. The class attribute
@@ -52,6 +57,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from repro.data.speech.features import spec_augment
 from repro.models._checks import as_int_tuple, check_choice, check_int_at_least, check_rate
 from repro.models.conv import CONV_IMPLS, conv
 from repro.models.initializers import KERNEL_INIT_NAMES, get_kernel_init
@@ -222,6 +228,8 @@ class Jasper(nn.Module):
       kernel_init_name: conv kernel initializer (Jasper/OpenSeq2Seq: Xavier = "glorot").
       bn_momentum, bn_epsilon: batch norm running-average momentum and epsilon (0.9, 1e-3 as
         in OpenSeq2Seq's Jasper configs).
+      spec_augment: (freq_masks, freq_width, time_masks, time_width) of SpecAugment in
+        training (module docstring); all zero (default) = off.
       conv_impl: "auto" (default: "matmul" on the CPU backend, "xla" on GPU/TPU), "matmul"
         (im2col einsum; fast in CPU training loops) or "xla" (``lax.conv_general_dilated``);
         see ``conv1d``.
@@ -248,6 +256,7 @@ class Jasper(nn.Module):
     kernel_init_name: str = "glorot"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-3
+    spec_augment: Sequence[int] = (0, 0, 0, 0)
     conv_impl: str = "auto"
 
     def __post_init__(self) -> None:
@@ -284,6 +293,13 @@ class Jasper(nn.Module):
         _check_odd("epilogue_kernels", epi["epilogue_kernels"])
         for key, value in epi.items():
             object.__setattr__(self, key, value)
+        masks = as_int_tuple("spec_augment", self.spec_augment, low=0)
+        if len(masks) != 4:
+            raise ValueError(
+                "spec_augment must be 4 integers >= 0 (freq_masks, freq_width, time_masks, "
+                f"time_width), got {list(masks)}"
+            )
+        object.__setattr__(self, "spec_augment", masks)
         check_choice("residual", self.residual, RESIDUALS)
         check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         check_choice("kernel_init_name", self.kernel_init_name, KERNEL_INIT_NAMES)
@@ -335,6 +351,17 @@ class Jasper(nn.Module):
             h = nn.relu(h)
             return nn.Dropout(rate, deterministic=not train)(h) if rate > 0 else h
 
+        if train and any(self.spec_augment):
+            freq_masks, freq_width, time_masks, time_width = self.spec_augment
+            x = spec_augment(
+                x,
+                x_paddings,
+                self.make_rng("dropout"),
+                freq_masks=freq_masks,
+                freq_width=freq_width,
+                time_masks=time_masks,
+                time_width=time_width,
+            )
         h = conv_bn(self.prologue_filters, self.prologue_kernel, "prologue", stride=self.stride)(
             x, valid_in, valid, train=train
         )

@@ -97,6 +97,24 @@ def test_jasper_10x5_matches_the_paper_size() -> None:
     assert _count(model, (1, 32, 64)) == want
 
 
+@pytest.mark.parametrize(
+    ("name", "repeat_blocks", "paper_millions"),
+    [("quartznet_15x5", 3, 18.9), ("quartznet_5x5", 1, 6.7)],
+)
+def test_quartznet_matches_the_paper_sizes(
+    name: str, repeat_blocks: int, paper_millions: float
+) -> None:
+    # Kriman et al. 2019, Table 1: QuartzNet 15x5 has 18.9M parameters; 5x5 about 6.7M.
+    model = _model_from_config(name, 29)
+    widths, kernels = [256, 256, 512, 512, 512], [33, 39, 51, 63, 75]
+    blocks = [(w, k) for w, k in zip(widths, kernels, strict=True) for _ in range(repeat_blocks)]
+    want = _expected_params(
+        64, 29, blocks, 5, (256, 33), [(512, 87), (1024, 1)], "block", separable=True
+    )
+    assert _count(model, (1, 32, 64)) == want
+    assert abs(want / 1e6 - paper_millions) / paper_millions < 0.01
+
+
 @pytest.mark.parametrize("residual", ["none", "block", "dense"])
 @pytest.mark.parametrize("separable", [False, True])
 def test_tiny_parameter_counts(residual: str, separable: bool) -> None:
