@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from repro.data.speech.dataset import pad_sequences as _padded
 from repro.engine.steps import ReplicaModel, model_input_keys
 from repro.engine.tasks import (
     BLANK_ID,
@@ -58,15 +59,6 @@ def _python_edit_distance(a: list[int], b: list[int]) -> int:
             new.append(min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (x != y)))
         row = new
     return row[-1]
-
-
-def _padded(seqs: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
-    out = np.zeros((len(seqs), width), np.int32)
-    pad = np.ones((len(seqs), width), np.float32)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-        pad[i, : len(s)] = 0
-    return out, pad
 
 
 def test_two_frame_closed_form() -> None:

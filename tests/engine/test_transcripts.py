@@ -13,6 +13,7 @@ import jiwer
 import numpy as np
 import pytest
 
+from repro.data.speech.dataset import pad_sequences as _pad
 from repro.data.speech.vocabulary import LABELS, SPACE_ID, decode, encode, normalize
 from repro.engine.tasks import get_task
 from repro.engine.transcripts import (
@@ -25,15 +26,6 @@ from repro.engine.transcripts import (
 ASR = get_task("asr")
 WORDS = ["a", "an", "the", "cat", "cats", "don't", "it's", "seven", "zero", "oh", "ab", "ba"]
 LONG_WORDS = ["abcdefghij", "abcdefghik", "internationalization", "internationalisation"]
-
-
-def _pad(rows: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.zeros((len(rows), width), np.int32)
-    paddings = np.ones((len(rows), width), np.float32)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = row
-        paddings[i, : len(row)] = 0.0
-    return ids, paddings
 
 
 def _raw_ids(text: str) -> np.ndarray:

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,14 +202,18 @@ def _features_of_chunk(
     return feats[:, 0], pads[:, 0]
 
 
-def _padded_labels(labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    width = max(label.size for label in labels)
-    y = np.zeros((len(labels), width), np.int32)
-    y_paddings = np.ones((len(labels), width), np.float32)
-    for i, label in enumerate(labels):
-        y[i, : label.size] = label
-        y_paddings[i, : label.size] = 0.0
-    return y, y_paddings
+def pad_sequences(
+    rows: Sequence[Sequence[int] | np.ndarray], width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer sequences left-aligned in ``[N, width]`` int32 (0 past the end) with their
+    paddings float32 (1 = padding, trailing); ``width`` None = the longest row."""
+    width = max((len(row) for row in rows), default=0) if width is None else width
+    ids = np.zeros((len(rows), width), np.int32)
+    paddings = np.ones((len(rows), width), np.float32)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        paddings[i, : len(row)] = 0.0
+    return ids, paddings
 
 
 def build_dataset(
@@ -230,7 +234,7 @@ def build_dataset(
             )
         key = jax.random.fold_in(jax.random.key(dither_seed), i) if config.dither > 0 else None
         x, x_paddings = featurize(split.audio, config, key)
-        y, y_paddings = _padded_labels(split.labels)
+        y, y_paddings = pad_sequences(split.labels)
         arrays[split_name] = {"x": x, "y": y, "x_paddings": x_paddings, "y_paddings": y_paddings}
     extras = ("x_paddings", "y_paddings")
     validation = arrays.get("validation")
