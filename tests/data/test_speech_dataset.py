@@ -19,19 +19,11 @@ from repro.data.speech.dataset import load_speech_corpus
 from repro.data.speech.features import LogMelConfig, log_mel, num_frames
 from repro.data.speech.vocabulary import decode, encode
 from repro.errors import ConfigError
+from tests.data.speech_helpers import RATE, good_utterances, tone, write_tfds_librispeech
 
-RATE = 16000
 # Features of one utterance computed alone vs inside a batch padded to another length: float32
 # FFT/matmul sums in another order; normalized log-mels then differ by up to 1.7e-5 (measured).
 ATOL = 1e-4
-
-
-def _tone(seconds: float, freq: float, seed: int) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    rng = np.random.default_rng(seed)
-    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
 
 
 def _write_corpus(root: Path, splits: dict[str, list[tuple[str, np.ndarray | None, int]]]):
@@ -53,24 +45,20 @@ def _write_corpus(root: Path, splits: dict[str, list[tuple[str, np.ndarray | Non
     return root
 
 
-def _good(n: int, seed: int) -> list[tuple[str, np.ndarray, int]]:
-    texts = ["one two", "three", "four five six", "it's seven"]
-    return [(texts[i % 4], _tone(0.6 + 0.3 * i, 300 + 50 * i, seed + i), RATE) for i in range(n)]
-
-
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
     train = [
-        *_good(5, 0),
+        *good_utterances(5, 0),
         ("eight", None, RATE),  # unreadable
         ("nine", np.zeros(0, np.float32), RATE),  # empty audio
-        ("zero", _tone(1.0, 400, 9)[::2], RATE // 2),  # wrong sample rate
-        ("Caf\u00e9 #1", _tone(1.0, 400, 10), RATE),  # characters outside the vocabulary
-        ("   ", _tone(1.0, 400, 11), RATE),  # empty transcript
-        ("a very long transcript for a tiny clip", _tone(0.05, 400, 12), RATE),  # too short
+        ("zero", tone(1.0, 400, 9)[::2], RATE // 2),  # wrong sample rate
+        ("Caf\u00e9 #1", tone(1.0, 400, 10), RATE),  # characters outside the vocabulary
+        ("   ", tone(1.0, 400, 11), RATE),  # empty transcript
+        ("a very long transcript for a tiny clip", tone(0.05, 400, 12), RATE),  # too short
     ]
     return _write_corpus(
-        tmp_path / "corpus", {"train": train, "validation": _good(2, 50), "test": _good(3, 100)}
+        tmp_path / "corpus",
+        {"train": train, "validation": good_utterances(2, 50), "test": good_utterances(3, 100)},
     )
 
 
@@ -145,40 +133,15 @@ def test_bad_corpus_is_one_line_config_error(corpus: Path, change: str, message:
 
 
 def test_librispeech_tfds_path_reads_a_locally_prepared_librispeech(tmp_path, no_network):
-    tfds = pytest.importorskip("tensorflow_datasets")
-    from tensorflow_datasets import dataset_builders
-
+    pytest.importorskip("tensorflow_datasets")
     from repro.data.speech.librispeech import load_librispeech_tfds
 
-    version = str(tfds.builder("librispeech", data_dir=str(tmp_path / "probe")).version)
-    features = tfds.features.FeaturesDict(
-        {
-            "speech": tfds.features.Audio(shape=(None,), dtype=np.int16, sample_rate=RATE),
-            "text": tfds.features.Text(),
-            "speaker_id": np.int64,
-            "chapter_id": np.int64,
-            "id": np.str_,
-        }
-    )
-
-    def examples(entries, split):
-        for i, (text, audio, _) in enumerate(entries):
-            pcm = np.round(audio * 32767).astype(np.int16)
-            key = f"{split}-{i}"
-            yield (
-                key,
-                {"speech": pcm, "text": text.upper(), "speaker_id": 1, "chapter_id": 2, "id": key},
-            )
-
-    splits = {"train_clean100": _good(4, 0), "dev_clean": _good(2, 50), "test_clean": _good(3, 9)}
-    dataset_builders.store_as_tfds_dataset(
-        name="librispeech",
-        version=version,
-        config="default",
-        features=features,
-        split_datasets={k: list(examples(v, k)) for k, v in splits.items()},
-        data_dir=str(tmp_path),
-    )
+    splits = {
+        "train_clean100": good_utterances(4, 0),
+        "dev_clean": good_utterances(2, 50),
+        "test_clean": good_utterances(3, 9),
+    }
+    write_tfds_librispeech(tmp_path, splits)
     data = load_librispeech_tfds(str(tmp_path), features={"dither": 0.0})
     assert data.source.startswith("tfds:librispeech:")
     assert data.metadata["utterances"] == {"train": 4, "test": 3, "validation": 2}

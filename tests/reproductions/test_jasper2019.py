@@ -138,3 +138,78 @@ def test_spec_augment_masks_training_inputs_only() -> None:
     with pytest.raises(ValueError, match="spec_augment must be 4 integers"):
         Jasper(spec_augment=(1, 2, 3))
     assert jnp.isfinite(train_logits(5)).all()
+
+
+PAPER_CELLS = ("jasper_dr10x5", "jasper_dr10x5_momentum", "quartznet_15x5")
+TINY_MODEL = (
+    "model.blocks=2",
+    "model.repeats=1",
+    "model.filters=[8]",
+    "model.kernel_sizes=[11]",
+    "model.dropout=0.0",
+    "model.prologue_filters=8",
+    "model.epilogue_filters=[8,8]",
+)
+
+
+@pytest.mark.parametrize("cell", PAPER_CELLS)
+def test_paper_scale_cells_compose_with_the_papers_settings(cell: str) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from repro.train import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[f"experiment=jasper2019/paper/{cell}"])
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.task == "asr" and cfg.data.split_train == "train_clean100"
+    assert cfg.data.max_duration_s == 16.7 and cfg.trainer.data_devices == 8
+    if cell == "quartznet_15x5":
+        assert (cfg.model.blocks, cfg.model.separable, cfg.optimizer.b2) == (15, True, 0.5)
+        assert cfg.optimizer.schedule.name == "warmup_cosine"
+    else:
+        assert (cfg.model.blocks, cfg.model.repeats, cfg.model.residual) == (10, 5, "dense")
+    if cell == "jasper_dr10x5":
+        opt = cfg.optimizer
+        assert (opt.learning_rate, opt.b1, opt.b2, opt.weight_decay) == (0.02, 0.95, 0.98, 0.001)
+        assert opt.schedule.power == 2.0
+
+
+@pytest.mark.parametrize("cell", ["jasper_dr10x5", "quartznet_15x5"])
+def test_paper_scale_cells_train_at_tiny_size_on_a_local_tfds_librispeech(
+    cell: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorflow_datasets")
+    from tests.data.speech_helpers import good_utterances, write_tfds_librispeech
+
+    splits = {
+        "train_clean100": good_utterances(4, 0),
+        "dev_clean": good_utterances(2, 50),
+        "test_clean": good_utterances(2, 9),
+    }
+    tfds_dir = write_tfds_librispeech(tmp_path / "tfds", splits)
+    done = run_module(
+        "repro.train",
+        f"experiment=jasper2019/paper/{cell}",
+        f"data.data_dir={tfds_dir}",
+        *TINY_MODEL,
+        "trainer.epochs=1",
+        "trainer.batch_size=2",
+        "trainer.data_devices=1",
+        "trainer.eval_batch_size=2",
+        "trainer.eval_every_epochs=1",
+        "diagnostics.transcripts.every_epochs=1",
+        "diagnostics.transcripts.num_examples=2",
+        f"paths.output_root={tmp_path / 'out'}",
+        cwd=tmp_path,
+        env={"TFDS_DATA_DIR": str(tfds_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = next((tmp_path / "out" / "runs" / "jasper2019" / "paper" / cell).iterdir())
+    (record,) = _records(run_dir)
+    assert np.isfinite(record["test_wer"][0]) and np.isfinite(record["validation_cer"][0])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["metadata"]["data"]["source"].startswith("tfds:librispeech:")
