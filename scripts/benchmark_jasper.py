@@ -416,6 +416,111 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def print_setup(model: Jasper, n_params: int) -> None:
+    print(
+        f"jax {jax.__version__} devices {jax.devices()}, torch {torch.__version__} "
+        f"num_threads {torch.get_num_threads()}, os.cpu_count() {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"Jasper {model.blocks}x{model.repeats} (protocol.yaml), {n_params:,} parameters in "
+        f"both; T = {FRAMES} frames x {FEATURES} features, labels of {LABEL_LEN}; NovoGrad in both"
+    )
+
+
+def print_numerics(numerics: dict[str, float]) -> None:
+    print(
+        "numerics (float32, same weights, batch 4): eval logits max |jax - torch| "
+        f"{numerics['eval_logits_max_abs_diff']:.1e} (max |logit| "
+        f"{numerics['eval_logits_max_abs']:.1f}); train loss {numerics['train_loss_jax']:.4f} "
+        f"vs {numerics['train_loss_torch']:.4f}; gradients max abs diff "
+        f"{numerics['grad_max_abs_diff']:.1e}, max rel {numerics['grad_max_rel_diff']:.1e}; "
+        f"3 NovoGrad updates: params max abs diff {numerics['novograd_3_updates_max_abs_diff']:.1e}"
+    )
+
+
+def build_runners(
+    args: argparse.Namespace, model: Jasper, variables: Any, x: np.ndarray, y: np.ndarray
+) -> tuple[dict[str, Callable[[int], None]], dict[str, float], list[str]]:
+    """(runners by row name, JAX compile seconds, the torch row names)."""
+    runners: dict[str, Callable[[int], None]] = {}
+    compile_s: dict[str, float] = {}
+    for impl in args.impls:
+        compile_s[f"jax {impl}"], runners[f"jax {impl}"] = jax_runner(
+            protocol_model(conv_impl=impl), variables, x, y
+        )
+    torch_rows = []
+    for threads in args.torch_threads:
+        net = TorchJasper(model, FEATURES)
+        load_jax_variables(net, variables)
+        opt = TorchNovoGrad(net.parameters(), LR, B1, B2, EPS, WEIGHT_DECAY)
+        name = f"torch eager {threads} thr"
+        runners[name] = make_torch_step(net, opt, x, y, threads)
+        torch_rows.append(name)
+    return runners, compile_s, torch_rows
+
+
+def ms_per_step(run: Callable[[int], None], steps: int) -> float:
+    start = time.perf_counter()
+    run(steps)
+    return (time.perf_counter() - start) * 1e3 / max(steps, 1)
+
+
+def torch_over_jax(
+    times: dict[str, list[float]], torch_rows: list[str]
+) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """Within-round ratios torch / jax, per torch row and against the faster torch row:
+    (the torch columns, ratios[jax row][column])."""
+    best_torch = [min(row) for row in zip(*(times[t] for t in torch_rows), strict=True)]
+    columns = {**{t: times[t] for t in torch_rows}, "best torch": best_torch}
+    jax_rows = [name for name in times if name not in torch_rows]
+    ratios = {
+        j: {
+            c: statistics.median(t / jt for t, jt in zip(tt, times[j], strict=True))
+            for c, tt in columns.items()
+        }
+        for j in jax_rows
+    }
+    return columns, ratios
+
+
+def benchmark_batch(
+    args: argparse.Namespace, model: Jasper, variables: Any, batch: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Warm-up, then interleaved rounds of every row at one batch size; prints the table."""
+    x = rng.standard_normal((batch, FRAMES, FEATURES), dtype=np.float32)
+    y = rng.integers(1, OUTPUTS, (batch, LABEL_LEN)).astype(np.int32)
+    runners, compile_s, torch_rows = build_runners(args, model, variables, x, y)
+    warm_ms = {name: ms_per_step(run, args.warmup) for name, run in runners.items()}
+    print(
+        f"\nbatch {batch}: compile s: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in compile_s.items())
+        + "; warm-up ms/step: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in warm_ms.items())
+    )
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, run in runners.items():
+            times[name].append(ms_per_step(run, args.steps))
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    columns, ratios = torch_over_jax(times, torch_rows)
+    heads = "".join(f"{c.replace('torch eager ', 'torch '):>13}" for c in columns)
+    print(
+        f"  {args.rounds} rounds x {args.steps} steps  ms/step  examples/s"
+        f"   torch / jax (median of rounds):{heads}"
+    )
+    for name, ms in medians.items():
+        cells = "".join(f"{ratios[name][c]:13.2f}" for c in columns) if name in ratios else ""
+        print(f"  {name:<22}{ms:9.1f}{batch / (ms / 1e3):12.1f}{'':33}{cells}")
+    return {
+        "ms_per_step": medians,
+        "torch_over_jax": ratios,
+        "warmup_ms": warm_ms,
+        "compile_s": compile_s,
+        "rounds_ms": times,
+    }
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.torch_threads[0])
@@ -426,91 +531,17 @@ def main() -> None:
     n_jax = sum(p.size for p in jax.tree.leaves(variables["params"]))
     n_torch = sum(p.numel() for p in TorchJasper(model, FEATURES).parameters())
     assert n_jax == n_torch, (n_jax, n_torch)
-    print(
-        f"jax {jax.__version__} devices {jax.devices()}, torch {torch.__version__} "
-        f"num_threads {torch.get_num_threads()}, os.cpu_count() {os.cpu_count()}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
-    print(
-        f"Jasper {model.blocks}x{model.repeats} (protocol.yaml), {n_jax:,} parameters in both; "
-        f"T = {FRAMES} frames x {FEATURES} features, labels of {LABEL_LEN}; NovoGrad in both"
-    )
+    print_setup(model, n_jax)
 
     rng = np.random.default_rng(args.seed)
     x0 = rng.standard_normal((4, FRAMES, FEATURES), dtype=np.float32)
     y0 = rng.integers(1, OUTPUTS, (4, LABEL_LEN)).astype(np.int32)
     numerics = check_numerics(variables, x0, y0)
-    print(
-        "numerics (float32, same weights, batch 4): eval logits max |jax - torch| "
-        f"{numerics['eval_logits_max_abs_diff']:.1e} (max |logit| "
-        f"{numerics['eval_logits_max_abs']:.1f}); train loss {numerics['train_loss_jax']:.4f} "
-        f"vs {numerics['train_loss_torch']:.4f}; gradients max abs diff "
-        f"{numerics['grad_max_abs_diff']:.1e}, max rel {numerics['grad_max_rel_diff']:.1e}; "
-        f"3 NovoGrad updates: params max abs diff {numerics['novograd_3_updates_max_abs_diff']:.1e}"
-    )
+    print_numerics(numerics)
 
     record: dict[str, Any] = {"numerics": numerics, "parameters": n_jax, "batches": {}}
     for batch in args.batch:
-        x = rng.standard_normal((batch, FRAMES, FEATURES), dtype=np.float32)
-        y = rng.integers(1, OUTPUTS, (batch, LABEL_LEN)).astype(np.int32)
-        runners: dict[str, Callable[[int], None]] = {}
-        compile_s: dict[str, float] = {}
-        for impl in args.impls:
-            compile_s[f"jax {impl}"], runners[f"jax {impl}"] = jax_runner(
-                protocol_model(conv_impl=impl), variables, x, y
-            )
-        torch_rows = []
-        for threads in args.torch_threads:
-            net = TorchJasper(model, FEATURES)
-            load_jax_variables(net, variables)
-            opt = TorchNovoGrad(net.parameters(), LR, B1, B2, EPS, WEIGHT_DECAY)
-            name = f"torch eager {threads} thr"
-            runners[name] = make_torch_step(net, opt, x, y, threads)
-            torch_rows.append(name)
-        warm_ms = {}
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run(args.warmup)
-            warm_ms[name] = (time.perf_counter() - start) * 1e3 / max(args.warmup, 1)
-        print(
-            f"\nbatch {batch}: compile s: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in compile_s.items())
-            + "; warm-up ms/step: "
-            + ", ".join(f"{k} {v:.0f}" for k, v in warm_ms.items())
-        )
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.rounds):
-            for name, run in runners.items():
-                start = time.perf_counter()
-                run(args.steps)
-                times[name].append((time.perf_counter() - start) * 1e3 / args.steps)
-        medians = {name: statistics.median(v) for name, v in times.items()}
-        # Within-round ratios torch / jax, per torch row and against the faster torch row.
-        best_torch = [min(row) for row in zip(*(times[t] for t in torch_rows), strict=True)]
-        columns = {**{t: times[t] for t in torch_rows}, "best torch": best_torch}
-        jax_rows = [name for name in runners if name not in torch_rows]
-        ratios = {
-            j: {
-                c: statistics.median(t / jt for t, jt in zip(tt, times[j], strict=True))
-                for c, tt in columns.items()
-            }
-            for j in jax_rows
-        }
-        heads = "".join(f"{c.replace('torch eager ', 'torch '):>13}" for c in columns)
-        print(
-            f"  {args.rounds} rounds x {args.steps} steps  ms/step  examples/s"
-            f"   torch / jax (median of rounds):{heads}"
-        )
-        for name, ms in medians.items():
-            cells = "".join(f"{ratios[name][c]:13.2f}" for c in columns) if name in ratios else ""
-            print(f"  {name:<22}{ms:9.1f}{batch / (ms / 1e3):12.1f}{'':33}{cells}")
-        record["batches"][batch] = {
-            "ms_per_step": medians,
-            "torch_over_jax": ratios,
-            "warmup_ms": warm_ms,
-            "compile_s": compile_s,
-            "rounds_ms": times,
-        }
+        record["batches"][batch] = benchmark_batch(args, model, variables, batch, rng)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json is not None:
         args.json.write_text(json.dumps(record, indent=2))
