@@ -44,7 +44,7 @@ def pad_to_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> dict[st
 
 def metric_names(program: ReplicaModel) -> tuple[str, ...]:
     """Names of the evaluated metrics: "loss" and the task's metrics."""
-    return ("loss", *program.task.metrics)
+    return ("loss", *program.task.metric_names)
 
 
 def _masked_sums(

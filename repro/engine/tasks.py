@@ -68,6 +68,8 @@ Batch = Mapping[str, jax.Array]
 # Model outputs: an array, or a pytree such as a sequence model's (logits, paddings).
 Outputs = Any
 PerExample = Callable[[Outputs, Batch], jax.Array]
+# Several per-example metrics from one computation (e.g. edit distances from one decoding).
+PerExampleGroup = Callable[[Outputs, Batch], Mapping[str, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +91,21 @@ class Task:
     # Metrics also summed over training steps (None = all). ASR leaves its edit distances
     # out: a Levenshtein scan per step would cost more than the small models' own step.
     train_metrics: tuple[str, ...] | None = None
+    # Metrics computed together: names -> one function returning all of them, called once
+    # per batch however many of its names are wanted.
+    metric_groups: Mapping[tuple[str, ...], PerExampleGroup] = dataclasses.field(
+        default_factory=dict
+    )
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every per-example metric: the single ones, then the groups'."""
+        return (*self.metrics, *(name for names in self.metric_groups for name in names))
 
     @property
     def training_metric_names(self) -> tuple[str, ...]:
         """The metrics computed in every training step."""
-        return tuple(self.metrics) if self.train_metrics is None else self.train_metrics
+        return self.metric_names if self.train_metrics is None else self.train_metrics
 
     def with_ratios(self, means: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         """``means`` (keys ``prefix + metric``) plus every ratio whose two metrics it holds;
@@ -130,9 +142,14 @@ class Task:
         """{"loss": [B], **metrics: [B]} (in training only ``training_metric_names``)."""
         self.check_outputs(outputs)
         values = {"loss": self.loss(outputs, batch)}
-        names = self.training_metric_names if train else tuple(self.metrics)
-        for name in names:
-            values[name] = self.metrics[name](outputs, batch)
+        wanted = self.training_metric_names if train else self.metric_names
+        for name in wanted:
+            if name in self.metrics:
+                values[name] = self.metrics[name](outputs, batch)
+        for names, group in self.metric_groups.items():
+            if any(name in wanted for name in names):
+                computed = group(outputs, batch)
+                values.update({name: computed[name] for name in names if name in wanted})
         return values
 
 
@@ -204,19 +221,16 @@ def _ref_tokens(outputs: Outputs, batch: Batch) -> jax.Array:
     return jnp.sum(_label_paddings(batch) < 0.5, axis=1).astype(jnp.float32)
 
 
-def _text_metric(name: str) -> PerExample:
-    def metric(outputs: Outputs, batch: Batch) -> jax.Array:
-        logits, logit_paddings = _sequence_outputs(outputs)
-        errors = text_errors(
-            jax.lax.stop_gradient(logits),
-            logit_paddings,
-            batch["y"].astype(jnp.int32),
-            _label_paddings(batch),
-            SPACE_ID,
-        )
-        return errors[name]
-
-    return metric
+def _text_errors(outputs: Outputs, batch: Batch) -> Mapping[str, jax.Array]:
+    """Edit counts and reference lengths of the greedy transcripts (one decoding)."""
+    logits, logit_paddings = _sequence_outputs(outputs)
+    return text_errors(
+        jax.lax.stop_gradient(logits),
+        logit_paddings,
+        batch["y"].astype(jnp.int32),
+        _label_paddings(batch),
+        SPACE_ID,
+    )
 
 
 def _token_error_rate(outputs: Outputs, batch: Batch) -> jax.Array:
@@ -245,12 +259,13 @@ TASKS: dict[str, Task] = {
     "asr": Task(
         "asr",
         _ctc_loss,
-        {name: _text_metric(name) for name in TEXT_METRICS},
+        {},
         "test_wer",
         "min",
         sequence_outputs=True,
         ratios={"cer": ("char_errors", "ref_chars"), "wer": ("word_errors", "ref_words")},
         train_metrics=(),
+        metric_groups={TEXT_METRICS: _text_errors},
     ),
     "binary_mse": Task(
         "binary_mse", _squared_error, {"accuracy": _sign_accuracy}, "test_accuracy", "max"
