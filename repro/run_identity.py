@@ -22,6 +22,7 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "sweep_name",
     "logger",
     "paths",
+    "distributed",
     "trainer.progress",
     "trainer.overwrite",
     "trainer.chunks_per_epoch",

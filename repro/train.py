@@ -56,11 +56,18 @@ def run_dirname(task_overrides: Iterable[str] | str) -> str:
     return safe_dirname(",".join(sorted(result_overrides(list(task_overrides)))))
 
 
+def hydra_subdir(process_id: Any) -> str:
+    """Hydra's output_subdir: `.hydra`, or `.hydra/process_<i>` for process i > 0 of a run
+    over several processes (they share the run directory)."""
+    return ".hydra" if not process_id else f".hydra/process_{int(process_id)}"
+
+
 def register_resolvers() -> None:
     """Resolvers used by conf/: `${repro.dirname:...}`, `${repro.root:}`; and the `trainer`
     defaults (repro/engine/run_spec.py) as the config group conf/config.yaml selects."""
     OmegaConf.register_new_resolver("repro.dirname", run_dirname, replace=True)
     OmegaConf.register_new_resolver("repro.root", lambda: str(repo_root()), replace=True)
+    OmegaConf.register_new_resolver("repro.hydra_subdir", hydra_subdir, replace=True)
     register_trainer_defaults()
 
 
@@ -211,6 +218,7 @@ def main(cfg: DictConfig) -> float | None:
     """Entry point (one call per job, in whichever process the launcher runs it): bad input
     (ConfigError) -> `error: <message>` on stderr and exit code 2; any other exception keeps
     its traceback (exit code 1); a run in which every replica diverged exits with code 3."""
+    from repro.engine import distributed
     from repro.engine.config_validation import validate_trainer
     from repro.engine.run_spec import complete_trainer
     from repro.engine.runtime import configure_compilation_cache, configure_cpu_devices
@@ -222,6 +230,8 @@ def main(cfg: DictConfig) -> float | None:
         # Before JAX starts its CPU client: one XLA host device per core, so that the
         # replicas, sharded over devices, run on every core (trainer.cpu_devices=1: off).
         configure_cpu_devices(trainer["cpu_devices"])
+        node = cfg.get("distributed")  # before JAX starts its backends, like the devices
+        distributed.initialize(None if node is None else OmegaConf.to_container(node))
         configure_compilation_cache(cfg.paths.get("jax_cache_dir"))
         summary = train(cfg)
     except ConfigError as error:

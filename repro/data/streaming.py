@@ -22,6 +22,10 @@ Streaming protocol (what the training engine needs from a streamed set; ``TFDSSt
   ``epoch`` from ``start_step`` on, a pure function of ``(epoch, start_step)`` -- this is what
   makes a resumed run see exactly the batches of an uninterrupted one (the engine derives
   ``epoch = step // steps_per_epoch`` and the step within the epoch from its saved step);
+- optionally ``epoch_batches(epoch, start_step, part=(lo, hi))``: only examples ``lo..hi-1``
+  of every batch (the same examples as the slice of the whole batch). A run over several
+  processes whose batches are split over them (repro/engine/distributed.py) reads each
+  process's part this way; a stream without ``part`` cannot be split by process;
 - ``test_source(batch_size)``: the evaluation set, either whole arrays ``{"x", "y", ...}``
   (kept on the device, evaluated like an ``ArrayDataset`` test split) or another stream
   (unshuffled, ``drop_remainder=False``; the engine pads and masks the last batch), or None.
@@ -91,9 +95,19 @@ class BatchStream(Protocol):
     @property
     def input_shape(self) -> tuple[int, ...]: ...
 
-    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]: ...
+    def epoch_batches(
+        self, epoch: int, start_step: int = 0, part: tuple[int, int] | None = None
+    ) -> Iterator[Batch]: ...
 
     def test_source(self, batch_size: int) -> Mapping[str, np.ndarray] | BatchStream | None: ...
+
+
+def check_part(part: tuple[int, int] | None, batch_size: int) -> tuple[int, int]:
+    """(lo, hi) of a batch part; the whole batch for None."""
+    lo, hi = (0, batch_size) if part is None else (int(part[0]), int(part[1]))
+    if not 0 <= lo < hi <= batch_size:
+        raise ValueError(f"part must satisfy 0 <= lo < hi <= {batch_size}, got {part!r}")
+    return lo, hi
 
 
 def is_stream(obj: Any) -> bool:
@@ -196,12 +210,17 @@ class ArrayStream:
         order = epoch_order(key, epoch, self.num_examples, self.steps_per_epoch, self.batch_size)
         return np.asarray(order)
 
-    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        """Batches ``start_step..`` of ``epoch``."""
+    def epoch_batches(
+        self, epoch: int, start_step: int = 0, part: tuple[int, int] | None = None
+    ) -> Iterator[Batch]:
+        """Batches ``start_step..`` of ``epoch`` (with ``part``, examples lo..hi-1 of each)."""
         order = self.order(epoch) if self.shuffle else None
         size = self.batch_size
+        lo, hi = check_part(part, size)
         for step in range(start_step, self.steps_per_epoch):
-            index = slice(step * size, (step + 1) * size) if order is None else order[step]
+            first = step * size
+            end = min(first + hi, self.num_examples)
+            index = slice(first + lo, end) if order is None else order[step, lo:hi]
             yield {k: v[index] for k, v in self.arrays.items()}
 
     def test_source(self, batch_size: int) -> Mapping[str, np.ndarray] | BatchStream | None:
@@ -430,7 +449,9 @@ class TFDSStream:
         """What a checkpoint must keep to resume the same data order."""
         return {"seed": self.seed, "epoch": self.epoch, "step": self.step}
 
-    def _epoch_dataset(self, epoch: int, start_step: int) -> Any:
+    def _epoch_dataset(
+        self, epoch: int, start_step: int, part: tuple[int, int] | None = None
+    ) -> Any:
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
@@ -446,6 +467,14 @@ class TFDSStream:
         if self.shuffle:
             ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
         ds = ds.skip(start_step * self.batch_size)
+        batch_size = self.batch_size
+        if part is not None:  # keep positions lo..hi-1 of every batch, before decoding them
+            lo, hi = check_part(part, batch_size)
+            ds = ds.enumerate().filter(
+                lambda i, ex: tf.logical_and(i % batch_size >= lo, i % batch_size < hi)
+            )
+            ds = ds.map(lambda i, ex: ex)
+            batch_size = hi - lo
         image_size = self.image_size
 
         def decode(encoded: Any, label: Any) -> tuple[Any, Any]:
@@ -463,7 +492,7 @@ class TFDSStream:
             return image, label
 
         ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        ds = ds.batch(batch_size, drop_remainder=self.drop_remainder)
         options = tf.data.Options()
         options.deterministic = True
         return ds.with_options(options).prefetch(2)
@@ -484,11 +513,14 @@ class TFDSStream:
         )
         return {"x": x, "y": y}
 
-    def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of ``epoch`` from ``start_step`` on (does not move ``position``)."""
+    def epoch_batches(
+        self, epoch: int, start_step: int = 0, part: tuple[int, int] | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of ``epoch`` from ``start_step`` on (does not move ``position``); with
+        ``part``, examples lo..hi-1 of each (only those are decoded)."""
         import tensorflow_datasets as tfds
 
-        for images, labels in tfds.as_numpy(self._epoch_dataset(epoch, start_step)):
+        for images, labels in tfds.as_numpy(self._epoch_dataset(epoch, start_step, part)):
             yield self._to_batch(images, labels)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:

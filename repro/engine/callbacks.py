@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any
 
+import jax
 import numpy as np
 
 from repro.engine import outputs as out
@@ -18,6 +19,7 @@ from repro.engine.checkpointing import Checkpointer
 from repro.engine.epoch_loop import ChunkEnd, LoopCallback, RunClock
 from repro.engine.invocations import RunHistory
 from repro.engine.progress import Progress
+from repro.engine.sharding import to_host
 from repro.engine.train_state import TrainState
 from repro.loggers import Logger
 
@@ -40,10 +42,11 @@ class ProgressCallback(LoopCallback):
         self.last_update = time.perf_counter()
 
     def on_chunk(self, state: TrainState, chunk: ChunkEnd) -> None:
-        if self.progress.bar is None:
+        # With several processes every process reads the sums (a collective, to_host), even
+        # those without a bar. Reading them waits for the chunk: a few times per epoch.
+        if self.progress.bar is None and jax.process_count() == 1:
             return
-        # Reading the sums waits for the chunk: once per chunk, a few per epoch.
-        sums = np.asarray(state.replicas.sums["loss"]) / (chunk.stop - chunk.epoch_base)
+        sums = to_host(state.replicas.sums["loss"]) / (chunk.stop - chunk.epoch_base)
         now = time.perf_counter()
         steps = chunk.stop - chunk.start
         rate = steps * self.examples_per_step / (now - self.last_update)

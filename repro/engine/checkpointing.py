@@ -51,8 +51,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from repro.engine.distributed import is_writer
 from repro.engine.outputs import write_json_atomic
 from repro.engine.run_dir import RunDirError
+from repro.engine.sharding import to_host
 from repro.engine.train_state import TrainState, from_storable, to_storable
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def state_digest(tree: Any) -> str:
     """SHA-256 over the leaves of a (storable) pytree: tree path, dtype, shape and bytes."""
     digest = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        array = np.ascontiguousarray(np.asarray(leaf))
+        array = np.ascontiguousarray(to_host(leaf))
         header = f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|"
         digest.update(header.encode())
         digest.update(array.tobytes())
@@ -196,7 +198,7 @@ class Checkpointer:
     def _drop_stale_manifests(self) -> None:
         """Manifests of steps Orbax deleted (max_to_keep) or that were deleted with the whole
         checkpoint directory (trainer.overwrite): a stale one would reject a new step."""
-        if not self.manifests.is_dir():
+        if not self.manifests.is_dir() or not is_writer():
             return
         kept = {str(step) for step in self.manager.all_steps()}
         for path in self.manifests.glob("*.json"):
@@ -239,7 +241,8 @@ class Checkpointer:
         self.wait()
         if step in self.manager.all_steps():
             return
-        self._manifest_path(step).unlink(missing_ok=True)
+        if is_writer():
+            self._manifest_path(step).unlink(missing_ok=True)
         storable = to_storable(state)
         try:
             self.manager.save(
@@ -261,6 +264,8 @@ class Checkpointer:
             self.manager.wait_until_finished()
         except Exception as error:
             self._failed(step, error)
+            return
+        if not is_writer():  # process 0 writes the manifests (Orbax finalizes there last)
             return
         try:
             if step is not None and step in self.manager.all_steps():

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from repro.engine import distributed
 from repro.engine.instantiate import get_dotted
 from repro.engine.optimizers import NOISE_KINDS
 from repro.engine.replicas import plan_from_config
@@ -198,6 +199,7 @@ def _validate_config(cfg: Mapping[str, Any]) -> None:
 
     trainer = complete_trainer(cfg.get("trainer"))
     validate_trainer(trainer)
+    distributed.validate(cfg.get("distributed"))
 
     _validate_replicas(cfg)
     _validate_optimizer(cfg.get("optimizer") or {}, int(trainer["epochs"]))

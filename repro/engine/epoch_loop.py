@@ -15,12 +15,12 @@ import time
 from typing import Any
 
 import jax
-import numpy as np
 
 from repro.engine import outputs as out
 from repro.engine.epoch import chunk_stops
 from repro.engine.experiment import Experiment
 from repro.engine.hooks import HookContext
+from repro.engine.sharding import to_host
 from repro.engine.train_state import TrainState, reset_sums
 
 # Stream id of the diagnostics hooks' key, folded into the run's seed key: after the
@@ -104,12 +104,12 @@ def epoch_record(exp: Experiment, state: TrainState, epoch: int, seed: int) -> d
     step = int(state.step)
     record: dict[str, Any] = {"epoch": epoch, "step": step}
     for name, total in replicas.sums.items():
-        record[f"train_{name}"] = np.asarray(total) / exp.steps_per_epoch
+        record[f"train_{name}"] = to_host(total) / exp.steps_per_epoch
     record = exp.task.with_ratios(record, "train_")
     for set_name, evaluate in exp.evaluators.items():
-        means = {f"{set_name}_{k}": np.asarray(v) for k, v in evaluate(replicas).items()}
+        means = {f"{set_name}_{k}": to_host(v) for k, v in evaluate(replicas).items()}
         record.update(exp.task.with_ratios(means, f"{set_name}_"))
-    record["diverged"] = np.asarray(replicas.diverged)
+    record["diverged"] = to_host(replicas.diverged)
     for name, hook in exp.hooks.items():
         # The last epoch always logs, as evaluation does: a hook whose interval exceeds the
         # run (the Hessian hooks default to every 50 epochs) would otherwise never report.
@@ -124,7 +124,7 @@ def epoch_record(exp: Experiment, state: TrainState, epoch: int, seed: int) -> d
                 eval_data=exp.eval_data,
             )
             for key, value in hook(ctx).items():
-                record[f"{name}/{key}"] = np.asarray(value)
+                record[f"{name}/{key}"] = to_host(value)
     return record
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repro.engine.sharding import to_host
 from repro.engine.steps import ReplicaModel
 from repro.engine.train_state import ReplicaState
 
@@ -109,7 +110,7 @@ def metric_means(sums: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:
     rounded. (Compiled, XLA rewrites a division by a broadcast scalar into a multiplication
     by its reciprocal, which can be 1 ulp off; the resident and streamed paths must not
     depend on which form the compiler picked.)"""
-    return {k: np.asarray(v, np.float32) / np.float32(count) for k, v in sums.items()}
+    return {k: to_host(v).astype(np.float32) / np.float32(count) for k, v in sums.items()}
 
 
 def make_eval_fn(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,8 @@ from repro.engine.run_spec import RunSpec
 from repro.engine.sharding import (
     batch_sharding,
     check_data_devices,
+    process_part,
+    put_process_part,
     replica_mesh,
     replicate,
     shard_replica_axis,
@@ -234,15 +237,30 @@ def _feed(
             placed.train_data,
             steps_per_epoch,
         )
+    put: Callable[[Any], Any] = functools.partial(to_devices, mesh=mesh, example_axis=1)
+    stacked = batch_sharding(mesh, example_axis=1)
+    part = process_part(stacked, data.stream.batch_size)
+    if part is not None:  # the batch is split over processes: each reads only its part
+        if "part" not in inspect.signature(data.stream.epoch_batches).parameters:
+            raise ConfigError(
+                f"data: the {type(data.stream).__name__} stream cannot be split by process "
+                f"(its epoch_batches has no part=); trainer.data_devices="
+                f"{spec.trainer.data_devices} splits each batch over {jax.process_count()} "
+                "processes: use a data_devices that fits in one process, or a stream with part="
+            )
+        put = functools.partial(
+            put_process_part, sharding=stacked, batch_size=data.stream.batch_size
+        )
     return StreamFeed(
         program,
         data.stream,
         total_steps=spec.trainer.epochs * steps_per_epoch,
         chunks_per_epoch=spec.trainer.chunks_per_epoch,
         rows=spec.trainer.stream_chunk_steps,
-        put=functools.partial(to_devices, mesh=mesh, example_axis=1),
+        put=put,
         prefetch=spec.trainer.stream_prefetch,
         batch_sharding=batch_sharding(mesh),
+        part=part,
     )
 
 

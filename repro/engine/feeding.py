@@ -145,11 +145,19 @@ def piece_bounds(
 
 
 def host_pieces(
-    stream: BatchStream, bounds: Iterable[tuple[int, int]], rows: int, put: Put
+    stream: BatchStream,
+    bounds: Iterable[tuple[int, int]],
+    rows: int,
+    put: Put,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, int, Any]]:
     """(start, stop, stacked batches on the device) of each piece, read from `stream` at the
-    position of `start`; consecutive pieces of an epoch share one pass over the stream."""
+    position of `start`; consecutive pieces of an epoch share one pass over the stream. With
+    `part` (lo, hi), only examples lo..hi-1 of each batch are read: this process's share of a
+    batch split over processes, which `put` assembles into the global batch."""
     steps_per_epoch = stream.steps_per_epoch
+    reads = {} if part is None else {"part": part}
+    batch_size = stream.batch_size if part is None else part[1] - part[0]
     batches: Any = None
     expected = -1
     for start, stop in bounds:
@@ -157,7 +165,7 @@ def host_pieces(
         if start != expected or batches is None:
             if batches is not None and hasattr(batches, "close"):
                 batches.close()  # e.g. a TFDS pipeline of the previous epoch
-            batches = iter(stream.epoch_batches(epoch, within))
+            batches = iter(stream.epoch_batches(epoch, within, **reads))
         rows_of_piece = []
         for step in range(start, stop):
             try:
@@ -168,7 +176,7 @@ def host_pieces(
                     f"before its steps_per_epoch={steps_per_epoch}"
                 ) from None
         expected = stop if stop % steps_per_epoch else -1
-        yield start, stop, put(stack_batches(rows_of_piece, rows, stream.batch_size))
+        yield start, stop, put(stack_batches(rows_of_piece, rows, batch_size))
 
 
 def make_stream_chunk_fn(
@@ -215,8 +223,9 @@ class StreamFeed:
         prefetch: int = 2,
         in_flight: int = 2,
         batch_sharding: jax.sharding.Sharding | None = None,
+        part: tuple[int, int] | None = None,
     ) -> None:
-        self.stream = stream
+        self.stream, self.part = stream, part
         self.chunk_fn = make_stream_chunk_fn(program, batch_sharding)
         self.total_steps, self.chunks, self.rows = total_steps, chunks_per_epoch, rows
         self.put, self.prefetch, self.in_flight = put, prefetch, in_flight
@@ -229,7 +238,7 @@ class StreamFeed:
         bounds = piece_bounds(
             start, self.total_steps, self.stream.steps_per_epoch, self.chunks, self.rows
         )
-        pieces = host_pieces(self.stream, bounds, self.rows, self.put)
+        pieces = host_pieces(self.stream, bounds, self.rows, self.put, self.part)
         self._pieces = Prefetcher(pieces, self.prefetch) if self.prefetch else pieces
         self._next = start
 

@@ -208,6 +208,21 @@ class MetricsLog:
         return note
 
 
+class ReadOnlyMetricsLog(MetricsLog):
+    """The metrics log of a process other than 0 in a run over several processes: it reads
+    the file process 0 writes (what a resumed run continues from) and keeps its own records
+    in memory, but never writes."""
+
+    def _rewrite(self, records: Iterable[Mapping[str, Any]]) -> None:
+        pass
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        self.records.append(json.loads(_line(record)))
+
+    def reconcile(self) -> str | None:
+        return None
+
+
 def _line(record: Mapping[str, Any]) -> str:
     return json.dumps(jsonable(record)) + "\n"
 

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig
 
 from repro import run_metadata
+from repro.engine import distributed
 from repro.engine import outputs as out
 from repro.engine.callbacks import (
     CheckpointCallback,
@@ -36,15 +36,23 @@ from repro.engine.callbacks import (
     ProgressCallback,
 )
 from repro.engine.checkpointing import Checkpointer
+from repro.engine.distributed import is_writer
 from repro.engine.epoch_loop import RunClock, run_epochs
 from repro.engine.experiment import Experiment, build_experiment
 from repro.engine.invocations import RunHistory, total_wall_time_s
 from repro.engine.progress import Progress
 from repro.engine.run_dir import RunLock
 from repro.engine.run_spec import RunSpec, TrainerSpec, run_spec
+from repro.engine.sharding import to_host
 from repro.engine.summary import build_summary
 from repro.engine.train_state import TrainState
-from repro.engine.workdir import WorkdirState, open_workdir, save_config
+from repro.engine.workdir import (
+    Workdir,
+    WorkdirState,
+    open_workdir,
+    save_config,
+    shared_decision,
+)
 from repro.loggers import Logger, build_logger
 
 
@@ -114,6 +122,7 @@ def _metadata(exp: Experiment, trained: _Trained) -> dict[str, Any]:
     # bit-for-bit (trainer.cpu_devices / replica_devices / data_devices).
     metadata["mesh"] = dict(exp.mesh.shape) if exp.mesh is not None else {}
     metadata["data"] = exp.data_description
+    metadata["processes"] = distributed.describe()
     return metadata
 
 
@@ -140,22 +149,27 @@ def _train(
     `stack` (the logger with the run's exit code). `started`: this invocation's start (ISO
     time, perf_counter)."""
     trainer = spec.trainer
-    metrics_log = out.MetricsLog(workdir / out.METRICS_FILE)
+    writer = is_writer()  # with several processes only process 0 writes files and logs
+    log_class = out.MetricsLog if writer else out.ReadOnlyMetricsLog
+    metrics_log = log_class(workdir / out.METRICS_FILE)
     checkpointer = _checkpointer(workdir, trainer)
     stack.callback(checkpointer.close)
     state, resumed = restore_or_start(
         checkpointer, exp.initial_state, metrics_log, exp, trainer.eval_every_epochs
     )
     logger = build_logger(
-        spec.plain.get("logger"), spec.container, workdir, f"{spec.plain['name']}/{workdir.name}"
+        spec.plain.get("logger") if writer else None,
+        spec.container,
+        workdir,
+        f"{spec.plain['name']}/{workdir.name}",
     )
     history = RunHistory(resumed.invocations, *started, resumed.step)
     clock = RunClock(resumed.wall_offset_s)
     trained = _Trained(state, resumed, logger, metrics_log, history, clock)
     stack.callback(lambda: logger.finish(trained.exit_code))
-    progress = Progress(exp.total_steps, int(state.step), trainer.progress)
+    progress = Progress(exp.total_steps, int(state.step), trainer.progress if writer else "never")
     stack.callback(progress.close)
-    if resumed.step is not None:
+    if resumed.step is not None and writer:
         epoch = resumed.step // exp.steps_per_epoch
         print(f"resumed from step {resumed.step} (epoch {epoch})")
     callbacks = [
@@ -180,6 +194,22 @@ def _train(
     return trained
 
 
+def _open_workdir(workdir: str | Path, spec: RunSpec, lock: contextlib.ExitStack) -> Workdir:
+    """Lock the run directory (one run per directory, from before it is read until its
+    summary is written, run_dir.py; the OS releases the lock of a killed process), decide
+    fresh / resume / finished and store the config. With several processes, process 0 does
+    all of it and the others take its decision (workdir.shared_decision)."""
+
+    def decide() -> Workdir:
+        lock.enter_context(RunLock(workdir))
+        work = open_workdir(workdir, spec.container, spec.trainer.overwrite)
+        if work.state is not WorkdirState.FINISHED:
+            save_config(work, spec.container)
+        return work
+
+    return shared_decision(decide, Path(workdir))
+
+
 def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path) -> dict[str, Any]:
     """Run (or resume, or skip) the experiment `cfg` in `workdir`; returns summary.json's dict.
 
@@ -188,13 +218,10 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
     start_time = run_metadata.now_iso()
     wall_start = time.perf_counter()
     spec = run_spec(cfg)
-    # One process per run directory, from before it is read until its summary is
-    # written (run_dir.py); the OS releases the lock of a killed process.
-    with RunLock(workdir):
-        work = open_workdir(workdir, spec.container, spec.trainer.overwrite)
+    with contextlib.ExitStack() as lock:
+        work = _open_workdir(workdir, spec, lock)
         if work.state is WorkdirState.FINISHED:
             return {**(work.finished_summary or {}), "already_finished": True}
-        save_config(work, spec.container)
         exp = build_experiment(spec)
         with contextlib.ExitStack() as stack:
             stack.callback(exp.close)
@@ -210,13 +237,14 @@ def train_and_evaluate(cfg: DictConfig | Mapping[str, Any], workdir: str | Path)
                 spec.container,
                 records,
                 steps=exp.total_steps,
-                diverged_step=np.asarray(trained.state.replicas.diverged_step).tolist(),
+                diverged_step=to_host(trained.state.replicas.diverged_step).tolist(),
             )
             summary["metadata"] = _metadata(exp, trained)
             summary["overrides"] = _hydra_overrides()
             summary["checkpoint"] = trained.checkpoint
             summary["metrics_log"] = metrics_note
-            out.write_json_atomic(work.path / out.SUMMARY_FILE, summary)
-            trained.logger.log_summary(summary)
+            if is_writer():
+                out.write_json_atomic(work.path / out.SUMMARY_FILE, summary)
+                trained.logger.log_summary(summary)
             trained.exit_code = 0
     return summary

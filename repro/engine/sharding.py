@@ -29,6 +29,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from repro.engine.train_state import is_prng_key
+
 REPLICA_AXIS = "replicas"
 DATA_AXIS = "data"
 
@@ -74,6 +76,15 @@ def batch_sharding(mesh: Mesh | None, example_axis: int = 0) -> NamedSharding | 
     return NamedSharding(mesh, PartitionSpec(*([None] * example_axis), DATA_AXIS))
 
 
+def put(value: Any, sharding: NamedSharding) -> Any:
+    """`jax.device_put`, also of typed PRNG keys onto devices of other processes (JAX puts
+    their key data there, not the keys): every process must pass the same value."""
+    if is_prng_key(value) and jax.process_count() > 1:
+        data = jax.device_put(jax.random.key_data(value), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+    return jax.device_put(value, sharding)
+
+
 def shard_replica_axis(tree: Any, mesh: Mesh | None) -> Any:
     """Place leaves with a leading replica axis sharded over the mesh; scalars replicated."""
     if mesh is None:
@@ -81,7 +92,7 @@ def shard_replica_axis(tree: Any, mesh: Mesh | None) -> Any:
     sharded = NamedSharding(mesh, PartitionSpec(REPLICA_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
     return jax.tree.map(
-        lambda x: jax.device_put(x, sharded if getattr(x, "ndim", 0) >= 1 else replicated), tree
+        lambda x: put(x, sharded if getattr(x, "ndim", 0) >= 1 else replicated), tree
     )
 
 
@@ -89,7 +100,8 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """Place every leaf whole on every device of the mesh."""
     if mesh is None:
         return tree
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda x: put(x, replicated), tree)
 
 
 def to_devices(tree: Any, mesh: Mesh | None, example_axis: int | None = None) -> Any:
@@ -99,4 +111,63 @@ def to_devices(tree: Any, mesh: Mesh | None, example_axis: int | None = None) ->
     if mesh is None:
         return jax.device_put(tree)
     sharding = None if example_axis is None else batch_sharding(mesh, example_axis)
-    return replicate(tree, mesh) if sharding is None else jax.device_put(tree, sharding)
+    if sharding is None:
+        return replicate(tree, mesh)
+    return jax.tree.map(lambda x: put(x, sharding), tree)
+
+
+def to_host(value: Any) -> np.ndarray:
+    """A device value as a NumPy array on this host. With several processes a value sharded
+    over the replicas spans devices of other processes: its shards are gathered from every
+    process (a collective: every process must make the same calls in the same order)."""
+    if isinstance(value, jax.Array) and not (
+        value.is_fully_addressable or value.is_fully_replicated
+    ):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+    return np.asarray(value)
+
+
+def tree_to_host(tree: Any) -> Any:
+    """`to_host` on every leaf of a pytree."""
+    return jax.tree.map(to_host, tree)
+
+
+def barrier(name: str) -> None:
+    """Wait until every process got here (nothing to wait for in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def process_part(sharding: NamedSharding | None, batch_size: int) -> tuple[int, int] | None:
+    """The examples (lo, hi) of a batch that this process's devices hold when the batch's
+    example axis (axis 1 of stacked [rows, B, ...] batches) is sharded over "data"; None when
+    they hold all of it (one process, or a "data" axis inside each process)."""
+    if sharding is None or jax.process_count() == 1:
+        return None
+    indices = sharding.addressable_devices_indices_map((1, batch_size)).values()
+    spans = sorted({index[1].indices(batch_size)[:2] for index in indices})
+    lo, hi = spans[0][0], spans[-1][1]
+    if (lo, hi) == (0, batch_size):
+        return None
+    covered = sum(stop - start for start, stop in spans)
+    if covered != hi - lo:  # the devices of one process hold a block of examples, by mesh order
+        raise ValueError(f"this process's devices hold examples {spans}, not one block")
+    return lo, hi
+
+
+def put_process_part(
+    batches: Any, sharding: NamedSharding, batch_size: int, example_axis: int = 1
+) -> Any:
+    """The global batch [.., B, ..] sharded by `sharding`, from this process's part of it
+    (`jax.make_array_from_process_local_data`): each process passes only its examples."""
+
+    def assemble(local: np.ndarray) -> jax.Array:
+        shape = list(local.shape)
+        shape[example_axis] = batch_size
+        return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
+
+    return jax.tree.map(assemble, batches)

@@ -24,6 +24,7 @@ import numpy as np
 
 from repro.data.speech.vocabulary import SPACE_ID, decode
 from repro.engine.hooks import HookContext
+from repro.engine.sharding import to_host
 from repro.engine.steps import ReplicaModel
 from repro.engine.train_state import ReplicaState
 from repro.engine.transcripts import greedy_ctc_decode, normalize_tokens
@@ -82,7 +83,7 @@ class TranscriptSamples:
         if self._fn is None:
             self._fn = self._build(ctx.program)
         batch = self._examples(ctx)
-        tokens, paddings = (np.asarray(a) for a in self._fn(ctx.replicas, batch))
+        tokens, paddings = (to_host(a) for a in self._fn(ctx.replicas, batch))
         labels, label_paddings = np.asarray(batch["y"]), np.asarray(batch["y_paddings"])
         references = _texts(labels, label_paddings)
         hypotheses = [_texts(rows, pads) for rows, pads in zip(tokens, paddings, strict=True)]

@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from repro import run_identity
@@ -84,3 +85,31 @@ def save_config(workdir: Workdir, container: Mapping[str, Any]) -> None:
     """Store the run's resolved config (what the next start compares against)."""
     text = OmegaConf.to_yaml(OmegaConf.create(dict(container)))
     out.write_text_atomic(workdir.path / out.CONFIG_FILE, text)
+
+
+def shared_decision(decide: Callable[[], Workdir], path: Path) -> Workdir:
+    """`decide()` in process 0, its outcome in every process: with several processes sharing
+    the run directory only process 0 locks, reads and writes it, and the others must start,
+    resume or skip as it does. A ConfigError of process 0 (another config in the directory,
+    a busy lock) stops every process with exit code 2."""
+    import jax
+
+    if jax.process_count() == 1:
+        return decide()
+    from jax.experimental import multihost_utils
+
+    states = list(WorkdirState)
+    code, error = -1, None
+    if jax.process_index() == 0:
+        try:
+            code = states.index(decide().state)
+        except ConfigError as refused:
+            error = refused
+    code = int(multihost_utils.broadcast_one_to_all(np.int32(code)))
+    if error is not None:
+        raise error
+    if code < 0:
+        raise ConfigError(f"{path}: process 0 refused the run directory (its error says why)")
+    state = states[code]
+    summary = out.read_summary(path) if state is WorkdirState.FINISHED else None
+    return Workdir(path, state, summary)
