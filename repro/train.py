@@ -221,7 +221,11 @@ def main(cfg: DictConfig) -> float | None:
     from repro.engine import distributed
     from repro.engine.config_validation import validate_trainer
     from repro.engine.run_spec import complete_trainer
-    from repro.engine.runtime import configure_compilation_cache, configure_cpu_devices
+    from repro.engine.runtime import (
+        configure_compilation_cache,
+        configure_cpu_devices,
+        configure_memory_fraction,
+    )
 
     configure_logging()
     try:
@@ -230,6 +234,7 @@ def main(cfg: DictConfig) -> float | None:
         # Before JAX starts its CPU client: one XLA host device per core, so that the
         # replicas, sharded over devices, run on every core (trainer.cpu_devices=1: off).
         configure_cpu_devices(trainer["cpu_devices"])
+        configure_memory_fraction(trainer["memory_fraction"])
         node = cfg.get("distributed")  # before JAX starts its backends, like the devices
         distributed.initialize(None if node is None else OmegaConf.to_container(node))
         configure_compilation_cache(cfg.paths.get("jax_cache_dir"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from test_train_cli import TINY, _env, _records
 
 from repro.train import CONFIG_DIR
@@ -75,3 +75,32 @@ def test_slurm_launcher_config() -> None:
     # overrides, never from a job number or id.
     subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
     assert subdir == "${name}/${repro.dirname:${hydra.overrides.task}}"
+
+
+def _launcher(name: str, *overrides: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(
+                "config", overrides=[f"hydra/launcher={name}", *overrides], return_hydra_config=True
+            )
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg.hydra.launcher
+
+
+def test_slurm_multinode_launcher_config() -> None:
+    launcher = _launcher(
+        "slurm_multinode", "hydra.launcher.nodes=4", "hydra.launcher.gpus_per_node=4"
+    )
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.nodes == 4 and launcher.gpus_per_node == 4
+    assert launcher.tasks_per_node == 4  # one process per GPU, every one in the group
+    assert launcher.max_num_timeout >= 1 and launcher.timeout_min > 0
+    assert list(launcher.setup) == []  # one process per GPU may preallocate
+
+
+def test_local_gpu_launcher_config() -> None:
+    launcher = _launcher("local_gpu", "hydra.launcher.n_jobs=4")
+    assert launcher._target_.endswith("joblib_launcher.JoblibLauncher")
+    assert launcher.n_jobs == 4 and launcher.prefer == "processes"

@@ -135,6 +135,9 @@ def _validate_trainer(trainer: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"trainer.cpu_devices must be 'auto' or an integer >= 1, got {cpu_devices!r}"
         )
+    fraction = trainer["memory_fraction"]
+    if fraction is not None and (not _is_number(fraction) or not 0 < fraction <= 1):
+        raise ConfigError(f"trainer.memory_fraction must be in (0, 1] or null, got {fraction!r}")
     check_hparam("trainer.clip_norm", trainer["clip_norm"])
     if trainer["progress"] not in PROGRESS:
         raise ConfigError(

@@ -45,6 +45,7 @@ class TrainerSpec:
     cpu_devices: Any = "auto"  # CLI on CPU: XLA host devices (auto = one per core)
     replica_devices: int | None = None  # at most this many devices for the replica axis
     data_devices: int = 1  # > 1: each batch split over this many devices (replicas x data)
+    memory_fraction: float | None = None  # GPU: share of its memory each process may take
     stream_chunk_steps: int = 16  # streamed data: steps per host-fed device call
     stream_prefetch: int = 2  # streamed data: pieces prepared ahead by a thread (0: serial)
     overwrite: bool = False  # true: delete this run's previous outputs and start afresh

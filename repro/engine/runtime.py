@@ -3,6 +3,10 @@
 - XLA host devices: one per usable core (`trainer.cpu_devices`), so that replicas sharded
   over devices (sharding.py) run on every core; XLA_FLAGS must be set before JAX starts its
   CPU client, and an XLA_FLAGS that already names the count wins.
+- Accelerator memory (`trainer.memory_fraction`): JAX preallocates 75 % of a GPU's memory
+  per process, so several jobs on one GPU (a local joblib sweep) fail unless each takes a
+  share; XLA_PYTHON_CLIENT_MEM_FRACTION must be set before the backend starts, and one set
+  in the environment wins.
 - Persistent compilation cache (`paths.jax_cache_dir`): a second run of the same program
   (a resumed job, the next job of a sweep, a rerun) loads the executables instead of
   compiling them again; XLA:CPU takes seconds for a deep MLP's initialisation alone. A
@@ -38,6 +42,18 @@ def configure_cpu_devices(requested: Any) -> int | None:
         return None
     os.environ["XLA_FLAGS"] = f"{flags} {CPU_DEVICES_FLAG}={count}".strip()
     return count
+
+
+MEMORY_FRACTION_VARIABLE = "XLA_PYTHON_CLIENT_MEM_FRACTION"
+
+
+def configure_memory_fraction(fraction: float | None) -> float | None:
+    """Let each process preallocate only `fraction` of an accelerator's memory (None: JAX's
+    default), unless the environment sets it already; returns the fraction set, or None."""
+    if fraction is None or MEMORY_FRACTION_VARIABLE in os.environ:
+        return None
+    os.environ[MEMORY_FRACTION_VARIABLE] = f"{float(fraction):.4g}"
+    return float(fraction)
 
 
 def configure_compilation_cache(directory: str | os.PathLike[str] | None) -> Path | None:

@@ -116,3 +116,20 @@ def test_streamed_test_split_metrics_equal_the_resident_evaluation(tiny_tfds_mni
     resident = make_eval_fn(program)(state.replicas, pad_to_batches(arrays, 64))
     for name in ("loss", "accuracy"):
         np.testing.assert_array_equal(streamed[name], resident[name])
+
+
+def test_tfds_stream_parts_are_slices_of_the_whole_batches(tiny_tfds_mnist) -> None:
+    """What each of two processes reads when a batch is split over them: examples lo..hi-1
+    of every batch (only those decoded), equal to the slices of the whole batches, also
+    when resuming mid-epoch."""
+    stream = TFDSStream("mnist", tiny_tfds_mnist, batch_size=32, seed=5)
+    for start in (0, 4):
+        whole = list(stream.epoch_batches(1, start))
+        halves = [list(stream.epoch_batches(1, start, part=p)) for p in ((0, 16), (16, 32))]
+        assert len(whole) == len(halves[0]) == len(halves[1]) == 9 - start
+        for batch, first, second in zip(whole, *halves, strict=True):
+            for key in ("x", "y"):
+                np.testing.assert_array_equal(batch[key][:16], first[key])
+                np.testing.assert_array_equal(batch[key][16:], second[key])
+    with pytest.raises(ValueError, match="part must satisfy"):
+        next(iter(stream.epoch_batches(0, part=(16, 40))))

@@ -9,13 +9,17 @@ process with 4. Checked through the real command line:
   `jax.make_array_from_process_local_data`), with gradient noise and clipping: metrics equal to
   rtol 1e-5 (gloo all-reduces the example sums in another order than XLA:CPU in one process:
   float32 rounding; measured worst relative difference 3.4e-7 over 12 epochs, the tolerance
-  leaves room for other CPUs); parameters to atol 1e-5;
+  leaves room for other CPUs); parameters to atol 1e-5; the same with Gaussian example
+  weights (`noise=gaussian_fisher`), drawn for the whole global batch from the replica's key
+  in the step, so the processes agree on every example's weight;
 - only process 0 writes metrics.jsonl, summary.json and Hydra's .hydra/ (process 1's composed
   config goes to .hydra/process_1);
 - a SIGKILL of process 1 makes process 0 exit non-zero within the heartbeat timeout (5 s) plus
   a margin, leaving no summary.json;
-- a two-process run killed mid-training and started again resumes to metrics bit-identical to
-  the uninterrupted two-process run;
+- a two-process run killed mid-training and started again, this time as the two tasks of a
+  (simulated) SLURM step that JAX detects from the environment (`distributed.enabled=true`),
+  resumes in the same directory to metrics and a state bit-identical to the uninterrupted
+  two-process run;
 - bad `distributed.*` settings and an unreachable coordinator: one line naming the setting,
   before JAX compiles anything.
 """
@@ -47,6 +51,8 @@ COMMON = (
 )
 REPLICAS = ("replicas.seeds=4",)  # 4 replicas: 2 on each process's 2 devices
 DATA = ("replicas.seeds=1", "trainer.data_devices=4", "data=digits_stream")
+# Example weights drawn in the step from the replica's key, for the whole global batch.
+WEIGHTS = (*DATA, "noise=gaussian_fisher", "trainer.clip_norm=null", "trainer.epochs=4")
 TIMING = ("wall_time_s", "examples_per_s")
 HEARTBEAT_S = 5
 
@@ -158,6 +164,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "replicas_2": run_pair(base / "replicas_2", *COMMON, *REPLICAS),
         "data_1": run_single(base / "data_1", *COMMON, *DATA),
         "data_2": run_pair(base / "data_2", *COMMON, *DATA),
+        "weights_1": run_single(base / "weights_1", *COMMON, *WEIGHTS),
+        "weights_2": run_pair(base / "weights_2", *COMMON, *WEIGHTS),
     }
 
 
@@ -181,15 +189,16 @@ def test_replicas_over_two_processes_are_bit_identical_to_one(runs: dict[str, Pa
         np.testing.assert_array_equal(a, b)
 
 
-def test_batch_split_over_two_processes_equals_one(runs: dict[str, Path]) -> None:
-    one, two = records(runs["data_1"]), records(runs["data_2"])
+@pytest.mark.parametrize("case", ["data", "weights"])
+def test_batch_split_over_two_processes_equals_one(runs: dict[str, Path], case: str) -> None:
+    one, two = records(runs[f"{case}_1"]), records(runs[f"{case}_2"])
     assert [r["epoch"] for r in two] == [r["epoch"] for r in one]
     for got, want in zip(two, one, strict=True):
         assert got.keys() == want.keys()
         for key in want:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-7, err_msg=key)
-    assert records(runs["data_2"])[-1]["test_accuracy"][0] > 0.5  # it did learn
-    for a, b in zip(final_params(runs["data_2"]), final_params(runs["data_1"]), strict=True):
+    assert two[-1]["test_accuracy"][0] > 0.5  # it did learn
+    for a, b in zip(final_params(runs[f"{case}_2"]), final_params(runs[f"{case}_1"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -251,7 +260,8 @@ def test_killed_two_process_run_resumes_bit_identically(
     assert reached, "the run finished before it could be killed"
     job = run_dir(tmp_path)
     assert not (job / "summary.json").exists()
-    resumed = run_pair(tmp_path, *COMMON, *REPLICAS)
+    # Resumed as SLURM tasks: the group found from the environment, the same run directory.
+    resumed = run_pair(tmp_path, *COMMON, *REPLICAS, slurm=True)
     assert "resumed from step" in (tmp_path / "process_0.log").read_text()
     assert records(resumed) == records(runs["replicas_2"])
     assert state_digest(resumed) == state_digest(runs["replicas_2"])

@@ -62,6 +62,19 @@ def test_array_stream_batches_are_the_resident_batches() -> None:
     assert [len(b["y"]) for b in plain.epoch_batches(0)] == [8] * 6 + [2]
 
 
+def test_array_stream_parts_are_slices_of_the_whole_batches() -> None:
+    """Each process of a batch split over processes reads its examples lo..hi-1 only."""
+    arrays = {"x": np.arange(100, dtype=np.float32)[:, None], "y": np.arange(100)}
+    for shuffle in (True, False):
+        stream = ArrayStream(arrays, batch_size=12, num_classes=100, seed=1, shuffle=shuffle)
+        whole = list(stream.epoch_batches(2, 3))
+        parts = [list(stream.epoch_batches(2, 3, part=p)) for p in ((0, 3), (3, 9), (9, 12))]
+        for batch, *pieces in zip(whole, *parts, strict=True):
+            assert np.concatenate([p["y"] for p in pieces]).tolist() == batch["y"].tolist()
+    with pytest.raises(ValueError, match="part must satisfy 0 <= lo < hi <= 12"):
+        next(iter(stream.epoch_batches(0, part=(5, 5))))
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
