@@ -20,6 +20,7 @@ GROUP_OVERRIDES = {
     "sweep": "+sweep=neelakantan2015",
     "logger": "logger=wandb",
     "paths": "paths.output_root=/elsewhere",
+    "distributed": "distributed.heartbeat_timeout_s=30",  # a node, not a group
 }
 
 
