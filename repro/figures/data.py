@@ -144,7 +144,7 @@ class PaperData:
             n=int(values.size),
             n_missing=len(frame) - int(values.size),
             n_diverged=int(frame["diverged"].astype(bool).sum()),
-            best=float(values.max()),
+            best=float(values.min() if self.spec.lower_is_better else values.max()),
             mean=float(values.mean()),
             std=float(values.std(ddof=1)) if values.size > 1 else math.nan,
         )

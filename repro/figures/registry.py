@@ -16,6 +16,7 @@ PAPERS: dict[str, str] = {
     "mori2022": "repro.figures.mori2022",
     "wu2020": "repro.figures.wu2020",
     "novograd2019": "repro.figures.novograd2019",
+    "jasper2019": "repro.figures.jasper2019",
 }
 
 

@@ -108,6 +108,7 @@ class PaperSpec:
     metric: str = "final.test_accuracy"
     scale: float = 100.0  # fractions -> percent
     unit: str = "%"
+    lower_is_better: bool = False  # an error rate: a cell's "best" replica is its lowest
     breakdown: str | None = None  # a replica column to split the means by, in a second table
     notes: tuple[str, ...] = ()
 
