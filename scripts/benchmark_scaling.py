@@ -1,7 +1,7 @@
 """Weak scaling of `python -m repro.train` over fake CPU devices and over processes.
 
     .venv/bin/python scripts/benchmark_scaling.py [--devices 1 2 4 8] [--epochs 6]
-        [--json out.json]
+        [--rounds 3] [--json out.json]
 
 Every case trains the same per-device work: one replica per device (replica parallelism,
 `replicas.seeds` = devices) of a 4 x 256 MLP on scikit-learn's digits, batch 64, no
@@ -11,9 +11,11 @@ evaluation cost to speak of. Cases:
   2 processes x D/2 devices  for each D >= 2: the same mesh over two `jax.distributed`
                              processes on localhost (gloo collectives for the host reads)
 
-Reported per case: the median over epochs 2.. of the replica-steps per second (steps/s x
-replicas: the work done), the time per step, and the overhead ratio (time per step over the
-1-device time per step; 1.0 is perfect weak scaling). On a machine with fewer cores than
+Reported per case: the median over rounds of the median over epochs 2.. of the time per
+step, the replica-steps per second (steps/s x replicas: the work done), and the overhead
+ratio (time per step over the 1-device time per step of the same round, median over rounds;
+1.0 is perfect weak scaling). Rounds run every case once, in order, so each ratio compares
+timings taken minutes apart at most. On a machine with fewer cores than
 devices the devices share cores, so the ratio grows with D even without overhead: the
 printed `cores` says how many there are. Cases run one after another in one invocation, so
 their ratios are measured side by side; the 2-process rows against the 1-process row of the
@@ -105,19 +107,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    rows = []
+    cases = [(d, p) for d in args.devices for p in ((1, 2) if d >= 2 else (1,))]
+    rounds: list[list[dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for devices in args.devices:
-            for processes in (1, 2) if devices >= 2 else (1,):
-                rows.append(run_case(Path(tmp), devices, processes, args.epochs))
-                print(f"  done: {devices} devices x {processes} process(es)", flush=True)
-    base = next(r["ms_per_step"] for r in rows if r["devices"] == min(args.devices))
+        for index in range(args.rounds):
+            root = Path(tmp) / f"round_{index}"
+            root.mkdir()
+            rounds.append([run_case(root, d, p, args.epochs) for d, p in cases])
+            print(f"  round {index + 1}/{args.rounds} done", flush=True)
+    rows = []
+    for position, (devices, processes) in enumerate(cases):
+        runs = [r[position] for r in rounds]
+        ratios = [r[position]["ms_per_step"] / r[0]["ms_per_step"] for r in rounds]
+        ms = statistics.median(run["ms_per_step"] for run in runs)
+        rows.append(
+            {
+                "devices": devices,
+                "processes": processes,
+                "ms_per_step": ms,
+                "replica_steps_per_s": 1000.0 / ms * devices,
+                "overhead": statistics.median(ratios),
+                "overhead_per_round": ratios,
+            }
+        )
     print(f"cores: {usable_cores()}; work per device: one replica of a 4 x 256 MLP, batch 64")
     print("devices  processes  replica-steps/s  ms/step  overhead (ms/step / 1-device)")
     for row in rows:
-        row["overhead"] = row["ms_per_step"] / base
         print(
             f"{row['devices']:>7}  {row['processes']:>9}  {row['replica_steps_per_s']:>15.1f}"
             f"  {row['ms_per_step']:>7.2f}  {row['overhead']:>6.2f}"

@@ -14,7 +14,7 @@ process with 4. Checked through the real command line:
   in the step, so the processes agree on every example's weight;
 - only process 0 writes metrics.jsonl, summary.json and Hydra's .hydra/ (process 1's composed
   config goes to .hydra/process_1);
-- a SIGKILL of process 1 makes process 0 exit non-zero within the heartbeat timeout (5 s) plus
+- a SIGKILL of process 1 makes process 0 exit non-zero within the heartbeat timeout (10 s) plus
   a margin, leaving no summary.json;
 - a two-process run killed mid-training and started again, this time as the two tasks of a
   (simulated) SLURM step that JAX detects from the environment (`distributed.enabled=true`),
@@ -45,16 +45,16 @@ COMMON = (
     "trainer.progress=never",
     f"trainer.epochs={EPOCHS}",
     "trainer.checkpoint_min_interval_s=0",
-    "noise=additive",
-    "noise.eta=0.05",
-    "trainer.clip_norm=10",
 )
-REPLICAS = ("replicas.seeds=4",)  # 4 replicas: 2 on each process's 2 devices
-DATA = ("replicas.seeds=1", "trainer.data_devices=4", "data=digits_stream")
+ADDITIVE = ("noise=additive", "noise.eta=0.05", "trainer.clip_norm=10")
+SPLIT = ("replicas.seeds=1", "trainer.data_devices=4", "data=digits_stream")
+REPLICAS = (*ADDITIVE, "replicas.seeds=4")  # 4 replicas: 2 on each process's 2 devices
+DATA = (*ADDITIVE, *SPLIT)
 # Example weights drawn in the step from the replica's key, for the whole global batch.
-WEIGHTS = (*DATA, "noise=gaussian_fisher", "trainer.clip_norm=null", "trainer.epochs=4")
+WEIGHTS = (*SPLIT, "noise=gaussian_fisher", "trainer.epochs=4")
 TIMING = ("wall_time_s", "examples_per_s")
-HEARTBEAT_S = 5
+HEARTBEAT_S = 60  # a process silent this long is dead: generous on a loaded 2-core machine
+KILL_HEARTBEAT_S = 10  # the fault test's: how fast a killed process is noticed
 
 
 def free_port() -> int:
@@ -75,30 +75,63 @@ def _env(root: Path, devices: int) -> dict[str, str]:
     return env
 
 
-def _distributed(port: int, process_id: int, processes: int = 2) -> list[str]:
+def _distributed(port: int, process_id: int, heartbeat_s: int) -> list[str]:
     return [
         f"distributed.coordinator_address=localhost:{port}",
-        f"distributed.num_processes={processes}",
+        "distributed.num_processes=2",
         f"distributed.process_id={process_id}",
-        f"distributed.heartbeat_timeout_s={HEARTBEAT_S}",
+        f"distributed.heartbeat_timeout_s={heartbeat_s}",
         "distributed.initialization_timeout_s=60",
     ]
 
 
-def start_pair(root: Path, *args: str, port: int | None = None) -> list[subprocess.Popen]:
-    """Processes 0 and 1 of one run (2 devices each), output to root/process_<i>.log."""
-    port = port or free_port()
+def slurm_job_id() -> int:
+    """A SLURM job id whose coordinator port (JAX: 61440 + id % 4096) is free here."""
+    for _ in range(100):
+        job_id = int.from_bytes(os.urandom(2), "little") % 4096 + 4096
+        with socket.socket() as sock:
+            try:
+                sock.bind(("localhost", 61440 + job_id % 4096))
+            except OSError:
+                continue
+        return job_id
+    raise RuntimeError("no free port in 61440..65535")
+
+
+def _slurm(job_id: int, process_id: int) -> dict[str, str]:
+    """What `srun` sets for task `process_id` of a two-task step on this one node."""
+    return {
+        "SLURM_JOB_ID": str(job_id),
+        "SLURM_STEP_NODELIST": "localhost",
+        "SLURM_NTASKS": "2",
+        "SLURM_PROCID": str(process_id),
+        "SLURM_LOCALID": str(process_id),
+    }
+
+
+def start_pair(
+    root: Path, *args: str, slurm: bool = False, heartbeat_s: int = HEARTBEAT_S
+) -> list[subprocess.Popen]:
+    """Processes 0 and 1 of one run (2 devices each), output to root/process_<i>.log; with
+    `slurm`, they find each other as two SLURM tasks do (distributed.enabled=true alone)."""
+    port, job_id = free_port(), slurm_job_id()
     procs = []
     for i in (0, 1):
         log = open(root / f"process_{i}.log", "ab")  # noqa: SIM115  (closed by the child's exit)
-        cmd = [sys.executable, "-m", "repro.train", *args, *_distributed(port, i)]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=_env(root, 2), stdout=log, stderr=log))
+        env = _env(root, 2)
+        if slurm:
+            env.update(_slurm(job_id, i))
+            group = ["distributed.enabled=true", f"distributed.heartbeat_timeout_s={heartbeat_s}"]
+        else:
+            group = _distributed(port, i, heartbeat_s)
+        cmd = [sys.executable, "-m", "repro.train", *args, *group]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log))
     return procs
 
 
-def run_pair(root: Path, *args: str, timeout: float = 300) -> Path:
+def run_pair(root: Path, *args: str, timeout: float = 300, slurm: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    procs = start_pair(root, *args)
+    procs = start_pair(root, *args, slurm=slurm)
     codes = [p.wait(timeout=timeout) for p in procs]
     logs = [(root / f"process_{i}.log").read_text()[-2000:] for i in (0, 1)]
     assert codes == [0, 0], logs
@@ -226,20 +259,20 @@ def _wait_for(path_glob: Path, pattern: str, count: int, procs: list, timeout: f
 
 def test_killing_one_process_stops_the_other_quickly(tmp_path: Path) -> None:
     args = (*COMMON, *REPLICAS, "trainer.epochs=400")
-    procs = start_pair(tmp_path, *args)
+    procs = start_pair(tmp_path, *args, heartbeat_s=KILL_HEARTBEAT_S)
     runs_dir = tmp_path / "out" / "runs" / "smoke"
     try:
         assert _wait_for(runs_dir, "*/checkpoints/[0-9]*", 1, procs, 240), "no checkpoint"
         procs[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        code = procs[0].wait(timeout=HEARTBEAT_S + 60)
+        code = procs[0].wait(timeout=KILL_HEARTBEAT_S + 60)
         took = time.monotonic() - killed
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
     assert code != 0
-    assert took < HEARTBEAT_S + 30, took
+    assert took < KILL_HEARTBEAT_S + 30, took
     assert "another task died" in (tmp_path / "process_0.log").read_text()  # JAX's message
     (job,) = runs_dir.iterdir()
     assert not (job / "summary.json").exists()
