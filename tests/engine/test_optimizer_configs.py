@@ -24,6 +24,7 @@ OPTIMIZERS = sorted(p.stem for p in (CONFIG_DIR / "optimizer").glob("*.yaml"))
 # Learning rates that train the tiny digits MLP in 3 epochs (adaptive steps are normalised,
 # heavy-ball momentum 0.9 multiplies the step by ~10, LAMB's trust ratio shrinks it).
 RATES = {"adam": "[0.01,0.003]", "adamw": "[0.01,0.003]", "novograd": "[0.01,0.003]"}
+RATES |= {"novograd_jasper": "[0.01,0.003]"}
 RATES |= {"lamb": "[0.03,0.01]", "momentum": "[0.03,0.01]", "lars": "[10.0,3.0]"}
 
 
