@@ -3,7 +3,11 @@
     python scripts/jasper2019.py                        # corpus, 5 cells, figures
     python scripts/jasper2019.py --cells deep_none,deep_block
     python scripts/jasper2019.py --skip-train           # figures only
-    python scripts/jasper2019.py trainer.epochs=1 data.n_train=64   # smoke run
+    python scripts/jasper2019.py data=speech_corpus trainer.epochs=1 data.n_train=16 \
+        data.n_validation=8 data.n_test=8 replicas.seeds=2      # smoke run (about 9 minutes)
+
+(A multirun checks the overrides that are not swept against the default config, before the
+experiments' own data: name `data=speech_corpus` to override keys only it has.)
 
 1. `python -m repro.data.speech build --out $REPRO_SPEECH_DIR/corpus_1h --hours 1` (default
    outputs/speech/corpus_1h; skipped when its corpus.json exists; about 2 minutes);
