@@ -129,19 +129,6 @@ def to_host(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def tree_to_host(tree: Any) -> Any:
-    """`to_host` on every leaf of a pytree."""
-    return jax.tree.map(to_host, tree)
-
-
-def barrier(name: str) -> None:
-    """Wait until every process got here (nothing to wait for in a single process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def process_part(sharding: NamedSharding | None, batch_size: int) -> tuple[int, int] | None:
     """The examples (lo, hi) of a batch that this process's devices hold when the batch's
     example axis (axis 1 of stacked [rows, B, ...] batches) is sharded over "data"; None when

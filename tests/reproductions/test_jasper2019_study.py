@@ -139,3 +139,9 @@ def test_outputs_are_written(tmp_path: Path) -> None:
     claims = json.loads((out / "claims.json").read_text())
     cells = {c["id"]: c for c in claims["claims"]}
     assert cells["J1"]["verdict"] == "reproduced"
+
+
+def test_deep_cells_run_at_the_modules_rate() -> None:
+    for key in ("deep_block", "deep_none", "deep_dense"):
+        config = composed_config([f"experiment=jasper2019/{key}"])
+        assert config["optimizer"]["learning_rate"] == paper.DEEP_LR
