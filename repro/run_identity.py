@@ -32,6 +32,7 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "trainer.checkpoint_within_epoch",
     "trainer.cpu_devices",
     "trainer.replica_devices",
+    "trainer.resident_split",
     "trainer.memory_fraction",
     "trainer.stream_chunk_steps",
     "trainer.stream_prefetch",

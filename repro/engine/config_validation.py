@@ -15,7 +15,7 @@ from repro.engine import distributed
 from repro.engine.instantiate import get_dotted
 from repro.engine.optimizers import NOISE_KINDS
 from repro.engine.replicas import plan_from_config
-from repro.engine.run_spec import complete_trainer
+from repro.engine.run_spec import RESIDENT_SPLIT, complete_trainer
 from repro.engine.schedules import validate_batch_scaling, validate_schedule
 from repro.engine.tasks import TASKS
 from repro.errors import ConfigError
@@ -142,6 +142,16 @@ def _validate_trainer(trainer: Mapping[str, Any]) -> None:
     if trainer["progress"] not in PROGRESS:
         raise ConfigError(
             f"trainer.progress must be one of auto/always/never, got {trainer['progress']!r}"
+        )
+    if trainer["resident_split"] not in RESIDENT_SPLIT:
+        raise ConfigError(
+            f"trainer.resident_split must be one of {'/'.join(RESIDENT_SPLIT)}, "
+            f"got {trainer['resident_split']!r}"
+        )
+    if trainer["resident_split"] == "split" and trainer["data_devices"] < 2:
+        raise ConfigError(
+            "trainer.resident_split=split needs trainer.data_devices >= 2 (the sets are split "
+            f"over the data devices), got data_devices={trainer['data_devices']}"
         )
     if trainer["divergence_check"] not in ("loss", "full"):
         raise ConfigError(

@@ -69,9 +69,12 @@ def make_chunk_fn(
     steps_per_epoch: int,
     shared: bool,
     batch_sharding: jax.sharding.Sharding | None = None,
+    gather: Callable[[Mapping[str, jax.Array], jax.Array], dict[str, jax.Array]] | None = None,
 ) -> ChunkFn:
     """jit of the chunk runner described in the module docstring; `batch_sharding` (data
-    parallelism, sharding.py) constrains the gathered shared batch's example axis."""
+    parallelism, sharding.py) constrains the gathered shared batch's example axis; `gather`
+    (data, indices) -> batch replaces the local gather of a set split over the data devices
+    (split_data.py)."""
     step_all = make_step_all(program, shared)
 
     def run_chunk(
@@ -85,7 +88,10 @@ def make_chunk_fn(
             position = st.step % steps_per_epoch
             if shared:
                 indices = order[position]
-                batch = {k: v[indices] for k, v in data.items()}
+                if gather is not None:
+                    batch = gather(data, indices)
+                else:
+                    batch = {k: v[indices] for k, v in data.items()}
                 if batch_sharding is not None:
                     batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             else:

@@ -26,10 +26,14 @@ from repro.engine.steps import ReplicaModel
 from repro.engine.train_state import ReplicaState
 
 
-def pad_to_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """{k: [num_batches, batch_size, ...]} plus a float32 "mask" of real examples."""
+def pad_to_batches(
+    arrays: Mapping[str, np.ndarray], batch_size: int, multiple: int = 1
+) -> dict[str, np.ndarray]:
+    """{k: [num_batches, batch_size, ...]} plus a float32 "mask" of real examples; the batch
+    size (at most the set's size) is rounded up to a multiple of `multiple`."""
     n = len(next(iter(arrays.values())))
     batch_size = max(1, min(int(batch_size), n))
+    batch_size += -batch_size % multiple
     num_batches = -(-n // batch_size)
     pad = num_batches * batch_size - n
     out: dict[str, np.ndarray] = {}
@@ -123,6 +127,6 @@ def make_eval_fn(
     def evaluate(replicas: ReplicaState, data: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
         num_batches = int(data["mask"].shape[0])
         sums = sums_fn(replicas, data, num_batches, zero_sums(program, replicas))
-        return metric_means(sums, int(np.count_nonzero(np.asarray(data["mask"]))))
+        return metric_means(sums, int(np.count_nonzero(to_host(data["mask"]))))
 
     return evaluate

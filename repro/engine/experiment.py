@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
 from repro.data.streaming import is_stream
@@ -46,6 +47,8 @@ from repro.engine.sharding import (
     shard_replica_axis,
     to_devices,
 )
+from repro.engine.split_data import describe as describe_split
+from repro.engine.split_data import eval_batch_multiple, is_split, make_split_gather, place_split
 from repro.engine.steps import ReplicaModel, make_init_fn
 from repro.engine.tasks import Task, get_task, num_outputs_for
 from repro.engine.train_state import ReplicaState, TrainState
@@ -64,7 +67,7 @@ class Experiment:
     hooks: dict[str, EpochHook]
     mesh: Mesh | None
     hparams: dict[str, jax.Array]  # grid values [R], sharded over the replica axis
-    train_data: dict[str, jax.Array]  # on the devices: the set, or a sample of a stream
+    train_data: dict[str, jax.Array]  # hooks' view: the set, or its first examples (split/stream)
     feed: ResidentFeed | StreamFeed
     evaluators: dict[str, Evaluator]  # set name (test, validation, train_eval) -> means [R]
     eval_data: dict[str, dict[str, jax.Array]]  # the resident sets behind them (padded batches)
@@ -124,14 +127,18 @@ def _examples_per_step(spec: RunSpec) -> int:
         raise converted from None
 
 
+def _hook_sample(spec: RunSpec, hooks: Mapping[str, EpochHook]) -> int:
+    """How many of the first training examples hooks and train_eval read."""
+    hook_examples = [int(getattr(h, "num_examples", 0) or 0) for h in hooks.values()]
+    return max(spec.trainer.eval_train_examples, *hook_examples, 1)
+
+
 def _load(spec: RunSpec, examples_per_step: int, hooks: Mapping[str, EpochHook]) -> TrainingData:
     source = load_data(
         spec.plain["data"], spec.data_dir, batch_size=examples_per_step, seed=spec.data_seed
     )
     # Streams are never whole on the device: init, hooks and train_eval use a sample.
-    hook_examples = [int(getattr(h, "num_examples", 0) or 0) for h in hooks.values()]
-    sample = max(spec.trainer.eval_train_examples, *hook_examples, 1)
-    data = training_data(source, sample, spec.trainer.eval_batch_size)
+    data = training_data(source, _hook_sample(spec, hooks), spec.trainer.eval_batch_size)
     validate_against_data(spec.plain, data.num_train, examples_per_step)
     try:
         check_data_devices(spec.trainer.data_devices, spec.trainer.batch_size, examples_per_step)
@@ -140,12 +147,16 @@ def _load(spec: RunSpec, examples_per_step: int, hooks: Mapping[str, EpochHook])
     return data
 
 
-def _resident_eval_sets(spec: RunSpec, data: TrainingData) -> dict[str, dict[str, jax.Array]]:
-    def padded(arrays: Mapping[str, Any]) -> dict[str, jax.Array]:
-        batches = pad_to_batches(arrays, spec.trainer.eval_batch_size)
-        return {k: jnp.asarray(v) for k, v in batches.items()}
+def _resident_eval_sets(
+    spec: RunSpec, data: TrainingData, multiple: int = 1
+) -> dict[str, dict[str, np.ndarray]]:
+    """The resident evaluation sets as padded batches on the host (batch size rounded up to
+    `multiple`, the data devices a split set is sharded over)."""
 
-    sets: dict[str, dict[str, jax.Array]] = {}
+    def padded(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return pad_to_batches(arrays, spec.trainer.eval_batch_size, multiple)
+
+    sets: dict[str, dict[str, np.ndarray]] = {}
     if data.test_source is not None and not is_stream(data.test_source):
         sets["test"] = padded(data.test_source)
     if data.validation_arrays is not None:
@@ -192,31 +203,55 @@ class _Placed:
     mesh: Mesh | None
     state: TrainState
     hparams: dict[str, jax.Array]
-    train_data: dict[str, jax.Array]
+    train_data: dict[str, jax.Array]  # what the resident feed gathers from (split or whole)
+    hook_data: dict[str, jax.Array]  # what hooks read: the first examples, whole
     data_key: jax.Array
     resident_eval: dict[str, dict[str, jax.Array]]
+    split: bool  # resident sets split over the data devices (split_data.py)
 
 
 def _place(
-    spec: RunSpec, plan: rep.ReplicaPlan, program: ReplicaModel, data: TrainingData
+    spec: RunSpec, plan: rep.ReplicaPlan, program: ReplicaModel, data: TrainingData, sample: int
 ) -> _Placed:
     """Initialise the replicas (the first compilation) and shard/replicate over the mesh."""
     trainer = spec.trainer
-    train_data = {k: jnp.asarray(v) for k, v in data.train_arrays.items()}
-    resident = _resident_eval_sets(spec, data)
-    hparams = plan.hparam_arrays()
-    state = make_init_fn(program)(plan.seed_keys(), hparams, train_data["x"][:1])
     mesh = replica_mesh(plan.num_replicas, trainer.replica_devices, trainer.data_devices)
+    split = is_split(trainer.resident_split, mesh, trainer.batch_size)
+    hparams = plan.hparam_arrays()
+    first = jnp.asarray(data.train_arrays["x"][:1])
+    state = make_init_fn(program)(plan.seed_keys(), hparams, first)
     data_key = _data_order_key(spec, plan)
     data_key = (replicate if trainer.shared_data_order else shard_replica_axis)(data_key, mesh)
+    host_sets = _resident_eval_sets(spec, data, eval_batch_multiple(mesh, split))
+    if split:  # never the whole set on one device
+        assert mesh is not None
+        hook_data = replicate(_as_jax({k: v[:sample] for k, v in data.train_arrays.items()}), mesh)
+        train_data = hook_data if data.stream else place_split(data.train_arrays, mesh)
+        resident = {name: place_split(b, mesh, axis=1) for name, b in host_sets.items()}
+    else:
+        train_data = hook_data = replicate(_as_jax(data.train_arrays), mesh)
+        resident = replicate({n: _as_jax(b) for n, b in host_sets.items()}, mesh)
     return _Placed(
         mesh,
         shard_replica_axis(state, mesh),
         shard_replica_axis(hparams, mesh),
-        replicate(train_data, mesh),
+        train_data,
+        hook_data,
         data_key,
-        replicate(resident, mesh),
+        resident,
+        split,
     )
+
+
+def _data_description(data: TrainingData, placed: _Placed) -> dict[str, Any]:
+    description = dict(data.description)
+    if placed.split and placed.mesh is not None:
+        description["resident_split"] = describe_split(placed.mesh, data.num_train)
+    return description
+
+
+def _as_jax(arrays: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v) for k, v in arrays.items()}
 
 
 def _feed(
@@ -231,7 +266,13 @@ def _feed(
     mesh = placed.mesh
     if data.stream is None:
         return ResidentFeed(
-            make_chunk_fn(program, steps_per_epoch, shared_order, batch_sharding(mesh)),
+            make_chunk_fn(
+                program,
+                steps_per_epoch,
+                shared_order,
+                batch_sharding(mesh),
+                gather=make_split_gather(mesh) if placed.split and mesh is not None else None,
+            ),
             make_order_fn(data.num_train, steps_per_epoch, examples_per_step, shared_order),
             placed.data_key,
             placed.train_data,
@@ -311,7 +352,7 @@ def build_experiment(spec: RunSpec) -> Experiment:
     if hooks:  # before the first compilation: shapes only (eval_shape traces, never compiles)
         available = int(data.train_arrays["x"].shape[0])
         check_hooks(hooks, available, _num_params(program, data), task.name)
-    placed = _place(spec, plan, program, data)
+    placed = _place(spec, plan, program, data, _hook_sample(spec, hooks))
     return Experiment(
         plan=plan,
         task=task,
@@ -319,11 +360,11 @@ def build_experiment(spec: RunSpec) -> Experiment:
         hooks=hooks,
         mesh=placed.mesh,
         hparams=placed.hparams,
-        train_data=placed.train_data,
+        train_data=placed.hook_data,
         feed=_feed(spec, program, data, placed, examples_per_step, steps_per_epoch),
         evaluators=_evaluators(spec, program, data, placed.resident_eval, placed.mesh),
         eval_data=placed.resident_eval,
-        data_description=data.description,
+        data_description=_data_description(data, placed),
         initial_state=placed.state,
         examples_per_step=examples_per_step,
         steps_per_epoch=steps_per_epoch,

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from repro.engine.instantiate import to_plain
 from repro.errors import ConfigError
 
+RESIDENT_SPLIT = ("auto", "split", "whole")  # trainer.resident_split (split_data.py)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainerSpec:
@@ -45,6 +47,7 @@ class TrainerSpec:
     cpu_devices: Any = "auto"  # CLI on CPU: XLA host devices (auto = one per core)
     replica_devices: int | None = None  # at most this many devices for the replica axis
     data_devices: int = 1  # > 1: each batch split over this many devices (replicas x data)
+    resident_split: str = "auto"  # resident sets over the data devices: auto | split | whole
     memory_fraction: float | None = None  # GPU: share of its memory each process may take
     stream_chunk_steps: int = 16  # streamed data: steps per host-fed device call
     stream_prefetch: int = 2  # streamed data: pieces prepared ahead by a thread (0: serial)

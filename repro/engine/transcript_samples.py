@@ -65,7 +65,7 @@ class TranscriptSamples:
                 f"resident {name} set (sets: {sorted(ctx.eval_data)})"
             )
         batches = ctx.eval_data[name]
-        count = min(self.num_examples, int(np.asarray(batches["mask"][0]).sum()))
+        count = min(self.num_examples, int(to_host(batches["mask"][0]).sum()))
         return {k: v[0][:count] for k, v in batches.items() if k != "mask"}
 
     def _build(self, program: ReplicaModel) -> Any:
@@ -84,7 +84,7 @@ class TranscriptSamples:
             self._fn = self._build(ctx.program)
         batch = self._examples(ctx)
         tokens, paddings = (to_host(a) for a in self._fn(ctx.replicas, batch))
-        labels, label_paddings = np.asarray(batch["y"]), np.asarray(batch["y_paddings"])
+        labels, label_paddings = to_host(batch["y"]), to_host(batch["y_paddings"])
         references = _texts(labels, label_paddings)
         hypotheses = [_texts(rows, pads) for rows, pads in zip(tokens, paddings, strict=True)]
         # References per replica too (the same rows R times): every hook value is [R, ...].
