@@ -64,7 +64,8 @@ for replicas, devices in ((2, 2), (1, 4)):
     batch = jax.jit(make_split_gather(mesh))(placed, jnp.asarray(indices))
     out[f"{replicas}x{devices}"] = {
         "mesh": dict(mesh.shape),
-        "shards": {k: [list(s.data.shape) for s in v.addressable_shards] for k, v in placed.items()},
+        "shards": {k: [list(s.data.shape) for s in v.addressable_shards] for k, v in placed.items()
+        },
         "equal": {
             k: bool(np.array_equal(np.asarray(batch[k]), data[k][indices], equal_nan=True))
             for k in data
@@ -75,14 +76,16 @@ for replicas, devices in ((2, 2), (1, 4)):
 
 # The compiled chunk of a split run: which collectives it contains.
 rule = UpdateRule({"_target_": "optax.sgd", "learning_rate": 0.1}, {"kind": "none"}, None, 10, 10)
-program = ReplicaModel(DeepMLP(depth=2, width=8, num_outputs=3), get_task("classification"), rule, 16)
+model = DeepMLP(depth=2, width=8, num_outputs=3)
+program = ReplicaModel(model, get_task("classification"), rule, 16)
 train = {"x": rng.normal(size=(160, 5)).astype(np.float32), "y": rng.integers(0, 3, 160)}
 keys = jax.vmap(jax.random.key)(np.arange(2, dtype=np.uint32))
 mesh = replica_mesh(2, None, 2)
 state = shard_replica_axis(make_init_fn(program)(keys, {}, train["x"][:1]), mesh)
 chunk = make_chunk_fn(program, 10, True, batch_sharding(mesh), gather=make_split_gather(mesh))
 order = make_order_fn(160, 10, 16, True)(jax.random.key(0), 0)
-text = chunk.lower(state, {}, place_split(train, mesh), replicate(order, mesh), 10).compile().as_text()
+args = (state, {}, place_split(train, mesh), replicate(order, mesh), 10)
+text = chunk.lower(*args).compile().as_text()
 out["collectives"] = sorted(set(re.findall(r"\b(all-gather|reduce-scatter|all-to-all)\b", text)))
 
 def cfg(*overrides):
