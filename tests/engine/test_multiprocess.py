@@ -9,9 +9,11 @@ process with 4. Checked through the real command line:
   `jax.make_array_from_process_local_data`), with gradient noise and clipping: metrics equal to
   rtol 1e-5 (gloo all-reduces the example sums in another order than XLA:CPU in one process:
   float32 rounding; measured worst relative difference 3.4e-7 over 12 epochs, the tolerance
-  leaves room for other CPUs); parameters to atol 1e-5; the same with Gaussian example
-  weights (`noise=gaussian_fisher`), drawn for the whole global batch from the replica's key
-  in the step, so the processes agree on every example's weight;
+  leaves room for other CPUs); parameters to atol 1e-5;
+- the same on the resident digits set, which each process then holds only half of
+  (`trainer.resident_split=auto`: 720 of 1437 examples on process 0's devices, recorded in
+  summary.json), with Gaussian example weights (`noise=gaussian_fisher`) drawn for the whole
+  global batch from the replica's key in the step, so the processes agree on every weight;
 - only process 0 writes metrics.jsonl, summary.json and Hydra's .hydra/ (process 1's composed
   config goes to .hydra/process_1);
 - a SIGKILL of process 1 makes process 0 exit non-zero within the heartbeat timeout (10 s) plus
@@ -51,8 +53,14 @@ ADDITIVE = ("noise=additive", "noise.eta=0.05", "trainer.clip_norm=10")
 SPLIT = ("replicas.seeds=1", "trainer.data_devices=4", "data=digits_stream")
 REPLICAS = (*ADDITIVE, "replicas.seeds=4")  # 4 replicas: 2 on each process's 2 devices
 DATA = (*ADDITIVE, *SPLIT)
-# Example weights drawn in the step from the replica's key, for the whole global batch.
-WEIGHTS = (*SPLIT, "noise=gaussian_fisher", "trainer.epochs=4")
+# The resident digits set split by process; example weights drawn in the step from the
+# replica's key, for the whole global batch.
+WEIGHTS = (
+    "replicas.seeds=1",
+    "trainer.data_devices=4",
+    "noise=gaussian_fisher",
+    "trainer.epochs=4",
+)
 TIMING = ("wall_time_s", "examples_per_s")
 HEARTBEAT_S = 60  # a process silent this long is dead: generous on a loaded 2-core machine
 KILL_HEARTBEAT_S = 10  # the fault test's: how fast a killed process is noticed
@@ -234,6 +242,18 @@ def test_batch_split_over_two_processes_equals_one(runs: dict[str, Path], case: 
     assert two[-1]["test_accuracy"][0] > 0.5  # it did learn
     for a, b in zip(final_params(runs[f"{case}_2"]), final_params(runs[f"{case}_1"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_resident_set_is_split_by_process(runs: dict[str, Path]) -> None:
+    two, one = (
+        json.loads((runs[k] / "summary.json").read_text()) for k in ("weights_2", "weights_1")
+    )
+    assert two["metadata"]["data"]["resident_split"] == {
+        "data_devices": 4,
+        "train_examples": 1437,
+        "train_examples_this_process": 720,  # 1437 padded to 1440: 360 per device
+    }
+    assert "resident_split" not in one["metadata"]["data"]  # one process: whole (auto)
 
 
 def test_only_process_zero_writes_the_run_files(runs: dict[str, Path]) -> None:
