@@ -3,7 +3,8 @@ evaluators, hooks, the device mesh and the initial state).
 
 Order: every check that needs the data (batch size vs. set size, data devices) happens
 before the first compilation (`init_fn`). Data is either resident (an ArrayDataset put whole
-on the device; chunks gather batches by index, epoch.py) or streamed (a `stream: true` data
+on every device, or split over the data devices, split_data.py; chunks gather batches by
+index, epoch.py) or streamed (a `stream: true` data
 node, repro/data/streaming.py; chunks of host-fed batches, feeding.py); both sit behind one
 `feed.advance(state, hparams, start, stop)`, and each evaluation set behind one callable.
 """

@@ -1,6 +1,7 @@
 """Replica parallelism over devices: the R replicas are independent, so the replica axis of
 the train state is sharded over a 1-D device mesh ("replicas") and nothing is communicated
-during training (data, data order and evaluation sets are replicated).
+during training (data, data order and evaluation sets are replicated, unless resident sets
+are split over the data devices: split_data.py).
 
 On a CPU the devices are XLA host devices: `python -m repro.train` starts the XLA CPU client
 with one device per usable core (`trainer.cpu_devices`, see runtime.py), and each
