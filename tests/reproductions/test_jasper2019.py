@@ -27,7 +27,7 @@ TINY_RUN = (
     "data.n_test=8",
     "data.n_validation=8",
     "replicas.seeds=1",
-    "trainer.epochs=80",
+    "trainer.epochs=50",
     "trainer.batch_size=16",
     "trainer.eval_every_epochs=10",
     "trainer.eval_train_examples=16",
@@ -64,9 +64,11 @@ def test_tiny_jasper_run_lowers_the_wer_and_saves_transcripts(corpus: Path, tmp_
     run_dir = next((tmp_path / "out" / "runs" / "jasper2019" / "protocol").iterdir())
     records = _records(run_dir)
     first, last = records[0], records[-1]
-    assert first["epoch"] == 10 and last["epoch"] == 80
+    assert first["epoch"] == 10 and last["epoch"] == 50
     # Chance for a CTC model is the empty transcript: WER = CER = 1.
     assert first["train_eval_wer"][0] > 0.9, first["train_eval_wer"]
+    # Measured: train CER 0.83 / 0.79 / 0.13 / 0.005 at epochs 10 / 20 / 30 / 40; 50 leaves
+    # room for a later drop on another CPU.
     assert last["train_eval_cer"][0] < 0.2, last["train_eval_cer"]
     assert last["train_eval_wer"][0] < 0.5, last["train_eval_wer"]
     for key in ("test_wer", "test_cer", "validation_wer", "validation_cer"):
@@ -178,7 +180,11 @@ def test_paper_scale_cells_compose_with_the_papers_settings(cell: str) -> None:
         assert opt.schedule.power == 2.0
 
 
-@pytest.mark.parametrize("cell", ["jasper_dr10x5", "quartznet_15x5"])
+# QuartzNet's run (45 s) is slow: its config is checked above, and the TFDS LibriSpeech path
+# it shares with Jasper DR is run in the default suite.
+@pytest.mark.parametrize(
+    "cell", ["jasper_dr10x5", pytest.param("quartznet_15x5", marks=pytest.mark.slow)]
+)
 def test_paper_scale_cells_train_at_tiny_size_on_a_local_tfds_librispeech(
     cell: str, tmp_path: Path
 ) -> None:
