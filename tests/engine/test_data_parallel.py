@@ -15,16 +15,10 @@ The device count must be set before JAX starts, so the runs happen in one subpro
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.engine.fake_devices import run_on_fake_devices
 
 _SCRIPT = r"""
 import json, os, sys, tempfile
@@ -112,24 +106,8 @@ print("RESULT " + json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        REPRO_JAX_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
-    return json.loads(line.removeprefix("RESULT "))
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_on_fake_devices(_SCRIPT, 4, tmp_path_factory.mktemp("jax_cache"))
 
 
 def test_batch_is_split_and_data_shards_stay_identical(report: dict) -> None:

@@ -16,20 +16,13 @@ devices in one subprocess (`_SCRIPT`, the device count is fixed before JAX start
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from repro.engine.config_validation import validate_trainer
 from repro.engine.run_spec import complete_trainer
 from repro.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.engine.fake_devices import run_on_fake_devices
 
 _SCRIPT = r"""
 import json, re, sys, tempfile
@@ -117,23 +110,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        REPRO_JAX_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
-    return json.loads(line.removeprefix("RESULT "))
+    return run_on_fake_devices(_SCRIPT, 4, tmp_path_factory.mktemp("jax_cache"))
 
 
 @pytest.mark.parametrize(("mesh", "rows"), [("2x2", 19), ("1x4", 10)])
