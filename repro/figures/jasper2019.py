@@ -46,6 +46,7 @@ from repro.figures.core import (
     NotEvaluableError,
     PaperData,
     PaperSpec,
+    checked,
     mark_not_run,
     plot_mean_band,
     save_figure,
@@ -155,10 +156,6 @@ def selected(data: PaperData, key: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- measures
 
 
-def _check(rule: str, value: float, against: float, passed: bool) -> dict[str, Any]:
-    return {"rule": rule, "value": float(value), "against": float(against), "passed": bool(passed)}
-
-
 def t_interval(values: Sequence[float]) -> tuple[float, list[float], int]:
     """(mean, its 95 % t-interval, n); NotEvaluableError with fewer than 2 values."""
     array = np.asarray(values, float)
@@ -175,7 +172,7 @@ def measure_target(data: PaperData) -> dict[str, Any]:
     """J1: the tuned NovoGrad 5x3's test CER against TARGET_CER."""
     arm = tuned(data, "mini_novograd")
     mean, (low, high), n = t_interval(list(arm["per_seed"].values()))
-    reaches = _check(
+    reaches = checked(
         f"upper end of the 95 % interval of the mean test CER < {TARGET_CER:g} %",
         high,
         TARGET_CER,
@@ -188,7 +185,7 @@ def measure_target(data: PaperData) -> dict[str, Any]:
     else:
         verdict = INCONCLUSIVE
         preconditions = [
-            _check("the interval is resolved (it excludes the target)", low, TARGET_CER, False)
+            checked("the interval is resolved (it excludes the target)", low, TARGET_CER, False)
         ]
     wer, _, _ = t_interval(list(arm["wer_per_seed"].values()))
     return {
@@ -210,14 +207,14 @@ def measure_optimizers(data: PaperData) -> dict[str, Any]:
     wer_diffs = [novo["wer_per_seed"][s] - mom["wer_per_seed"][s] for s in seeds]
     wer_estimate, wer_interval, _ = t_interval(wer_diffs)
     edges = [arm["key"] for arm in (novo, mom) if arm["edge"]]
-    interior = _check(
+    interior = checked(
         "both chosen learning rates lie inside their grids (the grids bracketed them)"
         + (f"; at an end: {', '.join(edges)}" if edges else ""),
         len(edges),
         0,
         not edges,
     )
-    non_inferior = _check(
+    non_inferior = checked(
         f"upper end of the 95 % interval of NovoGrad - SGD (test CER, paired by seed) < "
         f"+{OPTIMIZER_MARGIN:g} points",
         high,
@@ -234,7 +231,7 @@ def measure_optimizers(data: PaperData) -> dict[str, Any]:
     else:
         verdict = INCONCLUSIVE
         preconditions.append(
-            _check("the interval is resolved (upper end < margin, or lower end > 0)", 0, 1, False)
+            checked("the interval is resolved (upper end < margin, or lower end > 0)", 0, 1, False)
         )
     paper = PAPER_OPTIMIZER_WER["novograd"] - PAPER_OPTIMIZER_WER["momentum"]
     return {

@@ -42,6 +42,7 @@ from repro.figures.core import (
     NotEvaluableError,
     PaperData,
     PaperSpec,
+    checked,
     mark_not_run,
     save_figure,
 )
@@ -89,10 +90,6 @@ def fit_verdict(measure: Callable[[PaperData], dict[str, Any]]) -> Callable[[Pap
         return {**found, "verdict": verdict}
 
     return judged
-
-
-def _check(rule: str, value: float, against: float, passed: bool) -> dict[str, Any]:
-    return {"rule": rule, "value": float(value), "against": float(against), "passed": bool(passed)}
 
 
 def _t_interval(values: np.ndarray) -> tuple[float, float]:
@@ -148,11 +145,11 @@ def measure_phi(data: PaperData) -> dict[str, Any]:
         finding += f"; at lr 1 the deviation is {_worst(departs['deviation']):+.0%} (not judged)"
     return {
         "preconditions": [
-            _check("every (lr, B) has >= 2 runs with a finite phi (interval over runs)",
+            checked("every (lr, B) has >= 2 runs with a finite phi (interval over runs)",
                    judged["runs"].min(), 2, judged["runs"].min() >= 2 and judged["finite"].all()),
         ],
         "requirements": [
-            _check(f"max |phi / (1 + B / (lr h*)) - 1| over lr <= 0.1 <= {PHI_BAND:g}",
+            checked(f"max |phi / (1 + B / (lr h*)) - 1| over lr <= 0.1 <= {PHI_BAND:g}",
                    abs(worst), PHI_BAND, abs(worst) <= PHI_BAND),
         ],
         "trend": trend,
@@ -202,11 +199,11 @@ def measure_escape(data: PaperData) -> dict[str, Any]:
              for r in fitted.itertuples()]  # fmt: skip
     return {
         "preconditions": [
-            _check("dimensions fitted without censored runs >= 2", len(fitted), 2,
+            checked("dimensions fitted without censored runs >= 2", len(fitted), 2,
                    len(fitted) >= 2),
         ],
         "requirements": [
-            _check(f"max |slope / (B / (lr h*) + 1 - d / 2) - 1| <= {SLOPE_BAND:g}",
+            checked(f"max |slope / (B / (lr h*) + 1 - d / 2) - 1| <= {SLOPE_BAND:g}",
                    abs(worst), SLOPE_BAND, abs(worst) <= SLOPE_BAND),
         ],
         "trend": bool(np.all(np.diff(fitted.sort_values("dim")["slope"].to_numpy()) < 0)),
@@ -263,11 +260,11 @@ def measure_noise(data: PaperData) -> dict[str, Any]:
     early = float(np.nanmean(slopes["early_slope"]))
     return {
         "preconditions": [
-            _check(f"L falls by >= {MIN_LOSS_DROP:g}x over the late window (every seed)",
+            checked(f"L falls by >= {MIN_LOSS_DROP:g}x over the late window (every seed)",
                    drop, MIN_LOSS_DROP, drop >= MIN_LOSS_DROP),
         ],
         "requirements": [
-            _check(f"|late slope of log N on log L - 1| <= {NOISE_BAND:g}", abs(mean - 1),
+            checked(f"|late slope of log N on log L - 1| <= {NOISE_BAND:g}", abs(mean - 1),
                    NOISE_BAND, abs(mean - 1) <= NOISE_BAND),
         ],
         "trend": mean > 0,
@@ -297,11 +294,11 @@ def measure_spectrum(data: PaperData) -> dict[str, Any]:
     worst = float(np.max(np.abs(np.log(ratios))))
     return {
         "preconditions": [
-            _check("every eigenvalue is > 0", float(min(exact.min(), decoupled.min())), 0,
+            checked("every eigenvalue is > 0", float(min(exact.min(), decoupled.min())), 0,
                    bool(exact.min() > 0 and decoupled.min() > 0)),
         ],
         "requirements": [
-            _check(f"median exact / decoupled ratio of the top eigenvalues within a factor "
+            checked(f"median exact / decoupled ratio of the top eigenvalues within a factor "
                    f"{SPECTRUM_FACTOR:g}", median, SPECTRUM_FACTOR,
                    1 / SPECTRUM_FACTOR <= median <= SPECTRUM_FACTOR),
         ],

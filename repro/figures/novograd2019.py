@@ -44,6 +44,7 @@ from repro.figures.core import (
     NotEvaluableError,
     PaperData,
     PaperSpec,
+    checked,
     mark_not_run,
     save_figure,
 )
@@ -163,16 +164,12 @@ def _interval(estimate: float, se: float, df: int) -> list[float]:
     return [estimate - half, estimate + half]
 
 
-def _check(rule: str, value: float, against: float, passed: bool) -> dict[str, Any]:
-    return {"rule": rule, "value": float(value), "against": float(against), "passed": bool(passed)}
-
-
 def _interior(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     edges = [e["key"] for e in entries if e["edge"]]
     rule = "every chosen learning rate is inside its grid (not an end: the grid bracketed it)"
     if edges:
         rule += f"; at an end: {', '.join(edges)}"
-    return _check(rule, len(edges), 0, not edges)
+    return checked(rule, len(edges), 0, not edges)
 
 
 # ----------------------------------------------------------------------------- N1 memory
@@ -199,7 +196,7 @@ def measure_memory(data: PaperData) -> dict[str, Any]:
     for model, cells in memory["models"].items():
         ratio = cells["novograd"]["state_ratio_to_adam"]
         rule = f"{model}: NovoGrad state / Adam state <= {MEMORY_RATIO:g}"
-        requirements.append(_check(rule, ratio, MEMORY_RATIO, ratio <= MEMORY_RATIO))
+        requirements.append(checked(rule, ratio, MEMORY_RATIO, ratio <= MEMORY_RATIO))
     verdict = REPRODUCED if all(c["passed"] for c in requirements) else NOT_REPRODUCED
     parts = [f"{path}:"] + [
         f"{model}: state {c['novograd']['state_ratio_to_adam']:.4f} x Adam's "
@@ -252,7 +249,7 @@ def measure_scaling(model: str) -> Any:
         small = [found["tuned"][SMALL_BATCH][o]["test"] for o in ("novograd", *REQUIRED_BASELINES)]
         preconditions = [
             _interior(involved),
-            _check(
+            checked(
                 f"every batch-{SMALL_BATCH} cell trains: mean test accuracy >= {TRAINS:g} %",
                 min(small),
                 TRAINS,
@@ -267,7 +264,7 @@ def measure_scaling(model: str) -> Any:
                 f"NovoGrad's drop minus {LABELS[opt]}'s: 95 % interval upper end "
                 f"< +{SCALING_MARGIN:g} points"
             )
-            requirements.append(_check(rule, high, SCALING_MARGIN, high < SCALING_MARGIN))
+            requirements.append(checked(rule, high, SCALING_MARGIN, high < SCALING_MARGIN))
             if worst is None or diff["estimate"] > worst[1]["estimate"]:
                 worst = (opt, diff)
         measurably_worse = [
@@ -282,7 +279,7 @@ def measure_scaling(model: str) -> Any:
         else:
             verdict = INCONCLUSIVE
             preconditions.append(
-                _check(
+                checked(
                     "each interval is resolved (upper end < margin, or lower end > 0)",
                     0,
                     1,
@@ -337,7 +334,7 @@ def measure_robustness(data: PaperData) -> dict[str, Any]:
     counts = {o: int(m.sum()) for o, m in masks.items()}
     at_end = [keys[o] for o, m in masks.items() if m[0] or m[-1]]
     preconditions = [
-        _check(
+        checked(
             "neither within-1-point set includes an end of its grid (the grid would cut the "
             "count)" + (f"; at an end: {', '.join(at_end)}" if at_end else ""),
             len(at_end),
@@ -350,7 +347,7 @@ def measure_robustness(data: PaperData) -> dict[str, Any]:
     per_seed = [seeds["novograd"][s] >= seeds["adam"][s] for s in shared]
     holds = counts["novograd"] >= counts["adam"]
     requirements = [
-        _check(
+        checked(
             f"learning rates within {WITHIN:g} point of the best (mean over seeds): NovoGrad "
             f">= Adam ({counts['adam']})",
             counts["novograd"],
@@ -367,7 +364,7 @@ def measure_robustness(data: PaperData) -> dict[str, Any]:
     else:
         verdict = INCONCLUSIVE
         preconditions.append(
-            _check(
+            checked(
                 "the seeds agree with the mean (every seed's count gives the same answer)",
                 sum(per_seed),
                 len(per_seed),
@@ -406,7 +403,7 @@ def measure_warmup(data: PaperData) -> dict[str, Any]:
     low, high = _interval(estimate, se, df)
     preconditions = [_interior([novo, warm])]
     requirements = [
-        _check(
+        checked(
             f"NovoGrad (no warmup) - Adam with warmup: 95 % interval lower end > "
             f"-{WARMUP_MARGIN:g} points",
             low,
@@ -423,7 +420,7 @@ def measure_warmup(data: PaperData) -> dict[str, Any]:
     else:
         verdict = INCONCLUSIVE
         preconditions.append(
-            _check("the interval is resolved (lower end > -margin, or upper end < 0)", 0, 1, False)
+            checked("the interval is resolved (lower end > -margin, or upper end < 0)", 0, 1, False)
         )
     finding = (
         f"tuned test accuracy at batch {ROBUSTNESS_BATCH}: NovoGrad {novo['test']:.2f}, Adam "

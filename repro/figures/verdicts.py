@@ -130,6 +130,12 @@ def statistic(name: str, *cells: str) -> Statistic:
     return Statistic(name, tuple(cells))
 
 
+def checked(rule: str, value: float, against: float, passed: bool) -> dict[str, Any]:
+    """A requirement as claims.json stores it: the rule in words, the measured value, what it
+    was held against and whether it passed (for rules a paper module evaluates itself)."""
+    return {"rule": rule, "value": float(value), "against": float(against), "passed": bool(passed)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     """``left op right``, ``right`` a threshold (in the paper's unit) or another statistic."""
@@ -159,12 +165,7 @@ class Check:
     def evaluate(self, data: PaperData, unit: str) -> dict[str, Any]:
         value = self.left.value(data)
         against = self.right.value(data) if isinstance(self.right, Statistic) else self.right
-        return {
-            "rule": self.text(unit),
-            "value": value,
-            "against": against,
-            "passed": bool(_OPERATORS[self.op](value, against)),
-        }
+        return checked(self.text(unit), value, against, _OPERATORS[self.op](value, against))
 
 
 @dataclasses.dataclass(frozen=True)
