@@ -130,21 +130,27 @@ def to_host(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def local_span(sharding: NamedSharding, shape: tuple[int, ...], axis: int) -> tuple[int, int]:
+    """The indices (lo, hi) of `axis` that this process's devices hold of an array of `shape`
+    placed by `sharding`; ValueError unless they are one contiguous block (by mesh order)."""
+    indices = sharding.addressable_devices_indices_map(shape).values()
+    spans = sorted({index[axis].indices(shape[axis])[:2] for index in indices})
+    lo, hi = spans[0][0], spans[-1][1]
+    if sum(stop - start for start, stop in spans) != hi - lo:
+        raise ValueError(
+            f"this process's devices hold indices {spans} of axis {axis}, not one block"
+        )
+    return lo, hi
+
+
 def process_part(sharding: NamedSharding | None, batch_size: int) -> tuple[int, int] | None:
     """The examples (lo, hi) of a batch that this process's devices hold when the batch's
     example axis (axis 1 of stacked [rows, B, ...] batches) is sharded over "data"; None when
     they hold all of it (one process, or a "data" axis inside each process)."""
     if sharding is None or jax.process_count() == 1:
         return None
-    indices = sharding.addressable_devices_indices_map((1, batch_size)).values()
-    spans = sorted({index[1].indices(batch_size)[:2] for index in indices})
-    lo, hi = spans[0][0], spans[-1][1]
-    if (lo, hi) == (0, batch_size):
-        return None
-    covered = sum(stop - start for start, stop in spans)
-    if covered != hi - lo:  # the devices of one process hold a block of examples, by mesh order
-        raise ValueError(f"this process's devices hold examples {spans}, not one block")
-    return lo, hi
+    lo, hi = local_span(sharding, (1, batch_size), 1)
+    return None if (lo, hi) == (0, batch_size) else (lo, hi)
 
 
 def put_process_part(

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from repro.engine.sharding import DATA_AXIS, batch_sharding, process_part
+from repro.engine.sharding import DATA_AXIS, batch_sharding, local_span, process_part
 
 Batch = dict[str, jax.Array]
 
@@ -48,19 +48,6 @@ def data_devices(mesh: Mesh) -> int:
     return int(mesh.shape[DATA_AXIS])
 
 
-def _local_block(sharding: NamedSharding, shape: tuple[int, ...], axis: int) -> slice:
-    """The slice of `axis` that this process's devices hold, one contiguous block."""
-    spans = sorted(
-        {
-            index[axis].indices(shape[axis])[:2]
-            for index in sharding.addressable_devices_indices_map(shape).values()
-        }
-    )
-    if sum(stop - start for start, stop in spans) != spans[-1][1] - spans[0][0]:
-        raise ValueError(f"this process's devices hold examples {spans}, not one block")
-    return slice(spans[0][0], spans[-1][1])
-
-
 def place_split(
     arrays: Mapping[str, np.ndarray], mesh: Mesh, axis: int = 0
 ) -> dict[str, jax.Array]:
@@ -76,8 +63,8 @@ def place_split(
             widths = [(0, 0)] * value.ndim
             widths[axis] = (0, pad)
             value = np.pad(value, widths)
-        block = _local_block(sharding, value.shape, axis)
-        local = value[(slice(None),) * axis + (block,)]
+        lo, hi = local_span(sharding, value.shape, axis)
+        local = value[(slice(None),) * axis + (slice(lo, hi),)]
         placed[key] = jax.make_array_from_process_local_data(sharding, local, value.shape)
     return placed
 
@@ -118,9 +105,9 @@ def describe(mesh: Mesh, num_train: int) -> dict[str, int]:
     (process 0, which writes the summary) holds on its devices."""
     devices = data_devices(mesh)
     padded = num_train + (-num_train % devices)
-    block = _local_block(NamedSharding(mesh, PartitionSpec(DATA_AXIS)), (padded,), 0)
+    lo, hi = local_span(NamedSharding(mesh, PartitionSpec(DATA_AXIS)), (padded,), 0)
     return {
         "data_devices": devices,
         "train_examples": num_train,
-        "train_examples_this_process": min(block.stop, num_train) - block.start,
+        "train_examples_this_process": min(hi, num_train) - lo,
     }
