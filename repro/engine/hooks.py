@@ -24,7 +24,7 @@ the noise hook's cost (XLA:CPU runs the vmapped per-example backward as many sma
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
@@ -71,6 +71,19 @@ def _check_probe(num_examples: int, available: int) -> None:
             f"num_examples must be <= the {available} training examples the hooks are given, "
             f"got {num_examples}"
         )
+
+
+def _jit_over_replicas(per_replica: Callable[..., Any]) -> Callable[..., Any]:
+    """jit((replicas, *args) -> per_replica(params, model_state, *args) of every replica,
+    stacked): `lax.map` runs the replicas one after another, so a diagnostic holds one
+    replica's intermediates at a time (and a `lax.cond` inside is a real branch)."""
+
+    def run(replicas: ReplicaState, *args: Any) -> Any:
+        return jax.lax.map(
+            lambda pm: per_replica(pm[0], pm[1], *args), (replicas.params, replicas.model_state)
+        )
+
+    return jax.jit(run)
 
 
 def _subset(data: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
@@ -178,13 +191,7 @@ class GradientNoiseStrength:
                 values["minibatch_covariance_trace"] = strength / b * factor
             return values
 
-        def run(replicas: ReplicaState, data: Any, weights: jax.Array) -> Any:
-            return jax.lax.map(
-                lambda pm: per_replica(pm[0], pm[1], data, weights),
-                (replicas.params, replicas.model_state),
-            )
-
-        return jax.jit(run)
+        return _jit_over_replicas(per_replica)
 
     def __call__(self, ctx: HookContext) -> Mapping[str, Any]:
         if self._fn is None:
@@ -272,15 +279,7 @@ class HessianTopEigenvalue:
             # lax.map runs replicas one by one, so this is a real branch, not both sides
             return jax.lax.cond(dominant >= 0, lambda: dominant, shifted)
 
-        def run(replicas: ReplicaState, data: Any, key: jax.Array) -> Any:
-            return {
-                "top_eigenvalue": jax.lax.map(
-                    lambda pm: per_replica(pm[0], pm[1], data, key),
-                    (replicas.params, replicas.model_state),
-                )
-            }
-
-        return jax.jit(run)
+        return _jit_over_replicas(lambda *a: {"top_eigenvalue": per_replica(*a)})
 
     def __call__(self, ctx: HookContext) -> Mapping[str, Any]:
         if self._fn is None:
@@ -337,13 +336,11 @@ class HessianTopEigenvalues:
         _check_k(self.k, num_params)
 
     def _build(self, program: ReplicaModel) -> Any:
-        def run(replicas: ReplicaState, data: Any, key: jax.Array) -> Any:
-            def one(pm: Any) -> jax.Array:
-                return _hessian_top(program, pm[0], pm[1], data, key, self.k, self.iterations)[0]
+        def per_replica(params: Any, model_state: Any, data: Any, key: jax.Array) -> Any:
+            top = _hessian_top(program, params, model_state, data, key, self.k, self.iterations)
+            return {"eigenvalues": top[0]}
 
-            return {"eigenvalues": jax.lax.map(one, (replicas.params, replicas.model_state))}
-
-        return jax.jit(run)
+        return _jit_over_replicas(per_replica)
 
     def __call__(self, ctx: HookContext) -> Mapping[str, Any]:
         if self._fn is None:
@@ -404,13 +401,7 @@ class NoiseCovarianceSpectrum:
             )
             return {"exact": exact, "decoupled": 2.0 * loss * top}
 
-        def run(replicas: ReplicaState, data: Any, key: jax.Array) -> Any:
-            return jax.lax.map(
-                lambda pm: per_replica(pm[0], pm[1], data, key),
-                (replicas.params, replicas.model_state),
-            )
-
-        return jax.jit(run)
+        return _jit_over_replicas(per_replica)
 
     def __call__(self, ctx: HookContext) -> Mapping[str, Any]:
         if self._fn is None:
