@@ -53,6 +53,7 @@ from repro.figures.core import (
     statistic,
 )
 from repro.figures.files import write_text
+from repro.figures.tuning import choose_rate
 
 NAME = "jasper2019"
 CITATION = (
@@ -119,13 +120,8 @@ def lr_table(data: PaperData, key: str) -> pd.DataFrame:
 
 def tuned(data: PaperData, key: str) -> dict[str, Any]:
     """The cell at its learning rate with the lowest mean validation CER (ties: smaller)."""
-    table = lr_table(data, key)
-    if table.empty:
-        raise NotEvaluableError(f"cell {key} has no replicas with {LR}")
-    index = int(np.argmin(table["validation"].to_numpy()))
-    row = table.iloc[index]
-    frame = data.cell(key)
-    chosen = frame[frame[LR] == row["lr"]]
+    choice = choose_rate(lr_table(data, key), data.cell(key), LR, True, key)
+    row, chosen = choice.row, choice.replicas
     return {
         "key": key,
         "lr": float(row["lr"]),
@@ -134,7 +130,7 @@ def tuned(data: PaperData, key: str) -> dict[str, Any]:
         "test_sd": float(row["test_sd"]),
         "wer": float(row["wer"]),
         "n": int(row["n"]),
-        "edge": index in (0, len(table) - 1),
+        "edge": choice.edge,
         "per_seed": _per_seed(chosen, data.spec.metric),
         "wer_per_seed": _per_seed(chosen, WER),
     }

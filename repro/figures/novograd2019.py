@@ -51,6 +51,7 @@ from repro.figures.core import (
 from repro.figures.files import read_beside_runs, write_json, write_text
 from repro.figures.novograd2019_memory import FILE_NAME as MEMORY_FILE
 from repro.figures.novograd2019_memory import MODELS, OPTIMIZERS, problem_overrides
+from repro.figures.tuning import choose_rate
 
 NAME = "novograd2019"
 CITATION = (
@@ -129,13 +130,8 @@ def lr_table(data: PaperData, key: str) -> pd.DataFrame:
 
 def tuned(data: PaperData, key: str) -> dict[str, Any]:
     """The cell at its validation-chosen learning rate (ties: the smaller rate)."""
-    table = lr_table(data, key)
-    if table.empty:
-        raise NotEvaluableError(f"cell {key} has no replicas with {LR}")
-    index = int(np.argmax(table["validation"].to_numpy()))
-    row = table.iloc[index]
-    frame = data.cell(key)
-    chosen = frame[frame[LR] == row["lr"]]
+    choice = choose_rate(lr_table(data, key), data.cell(key), LR, False, key)
+    row, chosen = choice.row, choice.replicas
     per_seed = pd.to_numeric(chosen[data.spec.metric], errors="coerce").fillna(0.0) * 100
     return {
         "key": key,
@@ -145,7 +141,7 @@ def tuned(data: PaperData, key: str) -> dict[str, Any]:
         "test": float(row["test"]),
         "test_sd": float(row["test_sd"]),
         "n": int(row["n"]),
-        "edge": index in (0, len(table) - 1),
+        "edge": choice.edge,
         "per_seed": dict(zip(chosen["seed"].astype(int), per_seed.astype(float), strict=True)),
     }
 
