@@ -38,6 +38,32 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _bytes_on(device: object, placed: dict) -> int:
+    """Bytes of the placed arrays' shards that live on `device`."""
+    return sum(
+        s.data.nbytes for v in placed.values() for s in v.addressable_shards if s.device == device
+    )
+
+
+def _add_ratios(report: dict) -> None:
+    whole, split = report["cases"]["whole"], report["cases"]["split"]
+    report["split_over_whole"] = {
+        "memory": split["train_bytes_per_device"] / whole["train_bytes_per_device"],
+        "ms_per_step": split["ms_per_step"] / whole["ms_per_step"],
+    }
+
+
+def _print(report: dict) -> None:
+    print(f"{report['devices']} devices on {report['cores']} cores, batch {report['batch']}, MNIST")
+    for mode, case in report["cases"].items():
+        mib = case["train_bytes_per_device"] / 2**20
+        print(f"  {mode:5s}  {mib:7.1f} MiB per device  {case['ms_per_step']:7.3f} ms/step")
+    ratio = report["split_over_whole"]
+    print(
+        f"  split / whole: memory {ratio['memory']:.3f}, time per step {ratio['ms_per_step']:.3f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -100,30 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "cases": {
             mode: {
-                "train_bytes_per_device": sum(
-                    s.data.nbytes
-                    for v in placed.values()
-                    for s in v.addressable_shards
-                    if s.device == device
-                ),
+                "train_bytes_per_device": _bytes_on(device, placed),
                 "ms_per_step": statistics.median(timings[mode]),
             }
             for mode, placed in sets.items()
         },
     }
-    whole, split = report["cases"]["whole"], report["cases"]["split"]
-    report["split_over_whole"] = {
-        "memory": split["train_bytes_per_device"] / whole["train_bytes_per_device"],
-        "ms_per_step": split["ms_per_step"] / whole["ms_per_step"],
-    }
-    print(f"{args.devices} devices on {report['cores']} cores, batch {args.batch}, MNIST")
-    for mode, case in report["cases"].items():
-        mib = case["train_bytes_per_device"] / 2**20
-        print(f"  {mode:5s}  {mib:7.1f} MiB per device  {case['ms_per_step']:7.3f} ms/step")
-    ratio = report["split_over_whole"]
-    print(
-        f"  split / whole: memory {ratio['memory']:.3f}, time per step {ratio['ms_per_step']:.3f}"
-    )
+    _add_ratios(report)
+    _print(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
