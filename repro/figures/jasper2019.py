@@ -181,7 +181,13 @@ def measure_target(data: PaperData) -> dict[str, Any]:
     else:
         verdict = INCONCLUSIVE
         preconditions = [
-            checked("the interval is resolved (it excludes the target)", low, TARGET_CER, False)
+            checked(
+                f"the 95 % interval [{low:.1f}, {high:.1f}] lies wholly below or above "
+                f"{TARGET_CER:g} % (value: its upper end)",
+                high,
+                TARGET_CER,
+                False,
+            )
         ]
     wer, _, _ = t_interval(list(arm["wer_per_seed"].values()))
     return {
@@ -227,7 +233,13 @@ def measure_optimizers(data: PaperData) -> dict[str, Any]:
     else:
         verdict = INCONCLUSIVE
         preconditions.append(
-            checked("the interval is resolved (upper end < margin, or lower end > 0)", 0, 1, False)
+            checked(
+                f"the 95 % interval [{low:+.1f}, {high:+.1f}] is resolved (upper end < "
+                f"+{OPTIMIZER_MARGIN:g}, or lower end > 0; value: its upper end)",
+                high,
+                OPTIMIZER_MARGIN,
+                False,
+            )
         )
     paper = PAPER_OPTIMIZER_WER["novograd"] - PAPER_OPTIMIZER_WER["momentum"]
     return {
