@@ -194,7 +194,7 @@ def measure_target(data: PaperData) -> dict[str, Any]:
         "verdict": verdict,
         "preconditions": preconditions,
         "requirements": [reaches],
-        "effect": {"estimate": mean, "interval": [low, high], "n": n},
+        "effect": {"estimate": mean, "interval": [low, high], "n": n, "kind": "level"},
         "finding": f"test CER {mean:.1f} % [{low:.1f}, {high:.1f}] (WER {wer:.1f} %) at lr "
         f"{arm['lr']:g} chosen on validation (validation CER {arm['validation']:.1f} %)",
     }

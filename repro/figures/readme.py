@@ -55,8 +55,13 @@ def git_state() -> str:
 
 
 def format_effect(entry: dict[str, Any]) -> str:
-    """``+37.8 [+25.4, +50.3] points (n=40)``, or the requirement values of a check-only claim."""
+    """``+37.8 [+25.4, +50.3] points (n=40)`` (``40.2 [29.1, 51.3] % (n=4)`` for a level), or
+    the requirement values of a check-only claim."""
     effect = entry.get("effect")
+    if effect and effect.get("kind") == "level":  # a mean, not a difference: no sign
+        low, high = effect["interval"]
+        unit = entry.get("unit", "%")
+        return f"{effect['estimate']:.1f} [{low:.1f}, {high:.1f}] {unit} (n={effect['n']})"
     if effect:
         low, high = effect["interval"]
         unit = difference_unit(entry.get("unit", "%"))

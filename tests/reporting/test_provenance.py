@@ -45,3 +45,10 @@ def test_outputs_being_written_do_not_make_the_figures_commit_dirty(
     (repo / "paper_figures" / "demo").mkdir(parents=True)
     (repo / "paper_figures" / "demo" / "claims.json").write_text("{}\n")
     assert not readme.git_state().endswith("(dirty)")
+
+
+def test_effects_print_signed_differences_and_unsigned_levels() -> None:
+    difference = {"unit": "%", "effect": {"estimate": 2.0, "interval": [-1.0, 5.0], "n": 4}}
+    level = {"unit": "%", "effect": {**difference["effect"], "kind": "level"}}
+    assert readme.format_effect(difference) == "+2.0 [-1.0, +5.0] points (n=4)"
+    assert readme.format_effect(level) == "2.0 [-1.0, 5.0] % (n=4)"
