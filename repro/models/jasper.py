@@ -63,6 +63,9 @@ from repro.models.conv import CONV_IMPLS, conv
 from repro.models.initializers import KERNEL_INIT_NAMES, get_kernel_init
 
 RESIDUALS: tuple[str, ...] = ("none", "block", "dense")
+# Compute dtypes. Parameters, batch-norm statistics and the logits stay float32 either way.
+# float16 is left out: it needs loss scaling, which the engine does not do.
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 
 class MaskedBatchNorm(nn.Module):
@@ -147,7 +150,7 @@ class _Conv1D(nn.Module):
         kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
         return conv1d(
             h,
-            kernel,
+            kernel.astype(h.dtype),  # float32 master weights, convolved in h's dtype
             stride=self.stride,
             dilation=self.dilation,
             depthwise=self.depthwise,
@@ -233,6 +236,10 @@ class Jasper(nn.Module):
       conv_impl: "auto" (default: "matmul" on the CPU backend, "xla" on GPU/TPU), "matmul"
         (im2col einsum; fast in CPU training loops) or "xla" (``lax.conv_general_dilated``);
         see ``conv1d``.
+      dtype: compute dtype, "float32" (default) or "bfloat16" (mixed precision: features,
+        activations, convolutions and the output layer in bfloat16; parameters, their
+        gradients, batch-norm statistics and normalization in float32; logits returned as
+        float32, so CTC's log-sum-exps run in float32).
     """
 
     input_keys: ClassVar[tuple[str, ...]] = ("x", "x_paddings")
@@ -258,6 +265,7 @@ class Jasper(nn.Module):
     bn_epsilon: float = 1e-3
     spec_augment: Sequence[int] = (0, 0, 0, 0)
     conv_impl: str = "auto"
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         # Hydra hands lists as ListConfig: store hashable tuples, expanded per block.
@@ -302,6 +310,7 @@ class Jasper(nn.Module):
         object.__setattr__(self, "spec_augment", masks)
         check_choice("residual", self.residual, RESIDUALS)
         check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
+        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
         check_choice("kernel_init_name", self.kernel_init_name, KERNEL_INIT_NAMES)
         if not 0 <= self.bn_momentum < 1:
             raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
@@ -362,8 +371,9 @@ class Jasper(nn.Module):
                 time_masks=time_masks,
                 time_width=time_width,
             )
+        compute = jnp.dtype(self.dtype)
         h = conv_bn(self.prologue_filters, self.prologue_kernel, "prologue", stride=self.stride)(
-            x, valid_in, valid, train=train
+            x.astype(compute), valid_in, valid, train=train
         )
         h = activate(h, self.prologue_dropout)
         earlier = [h]  # outputs a dense residual adds (prologue, then every block)
@@ -391,5 +401,7 @@ class Jasper(nn.Module):
             )
             h = activate(h, self.epilogue_dropout)
         h = h * valid[..., None].astype(h.dtype)
-        logits = nn.Dense(self.num_outputs, kernel_init=kernel_init, name="output")(h)
-        return logits, out_paddings
+        logits = nn.Dense(self.num_outputs, kernel_init=kernel_init, dtype=compute, name="output")(
+            h
+        )
+        return logits.astype(jnp.float32), out_paddings

@@ -169,6 +169,7 @@ def test_paper_scale_cells_compose_with_the_papers_settings(cell: str) -> None:
         GlobalHydra.instance().clear()
     assert cfg.task == "asr" and cfg.data.split_train == "train_clean100"
     assert cfg.data.max_duration_s == 16.7 and cfg.trainer.data_devices == 8
+    assert cfg.model.dtype == "bfloat16"  # mixed precision on accelerators
     if cell == "quartznet_15x5":
         assert (cfg.model.blocks, cfg.model.separable, cfg.optimizer.b2) == (15, True, 0.5)
         assert cfg.optimizer.schedule.name == "warmup_cosine"
