@@ -58,14 +58,15 @@ def format_effect(entry: dict[str, Any]) -> str:
     """``+37.8 [+25.4, +50.3] points (n=40)`` (``40.2 [29.1, 51.3] % (n=4)`` for a level), or
     the requirement values of a check-only claim."""
     effect = entry.get("effect")
-    if effect and effect.get("kind") == "level":  # a mean, not a difference: no sign
-        low, high = effect["interval"]
-        unit = entry.get("unit", "%")
-        return f"{effect['estimate']:.1f} [{low:.1f}, {high:.1f}] {unit} (n={effect['n']})"
     if effect:
         low, high = effect["interval"]
-        unit = difference_unit(entry.get("unit", "%"))
-        return f"{effect['estimate']:+.1f} [{low:+.1f}, {high:+.1f}] {unit} (n={effect['n']})"
+        unit = entry.get("unit", "%")
+        if effect.get("kind") == "level":  # a mean, not a difference: no sign, its own unit
+            number = "{:.1f}"
+        else:
+            number, unit = "{:+.1f}", difference_unit(unit)
+        estimate, low, high = (number.format(v) for v in (effect["estimate"], low, high))
+        return f"{estimate} [{low}, {high}] {unit} (n={effect['n']})"
     checks = entry.get("requirements") or []
     if checks:
         return "; ".join(f"{c['rule'].split(' (')[0]}: {c['value']:.1f}" for c in checks)

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -376,6 +376,31 @@ class Jasper(nn.Module):
             x.astype(compute), valid_in, valid, train=train
         )
         h = activate(h, self.prologue_dropout)
+        h = self._blocks(h, valid, conv_bn, activate, train=train)
+        for i, (features, kernel, dilation) in enumerate(
+            zip(self.epilogue_filters, self.epilogue_kernels, self.epilogue_dilations, strict=True)
+        ):
+            h = conv_bn(features, kernel, f"epilogue{i}", dilation=dilation)(
+                h, valid, valid, train=train
+            )
+            h = activate(h, self.epilogue_dropout)
+        h = h * valid[..., None].astype(h.dtype)
+        logits = nn.Dense(self.num_outputs, kernel_init=kernel_init, dtype=compute, name="output")(
+            h
+        )
+        return logits.astype(jnp.float32), out_paddings
+
+    def _blocks(
+        self,
+        h: jax.Array,
+        valid: jax.Array,
+        conv_bn: Callable[..., nn.Module],
+        activate: Callable[[jax.Array, float], jax.Array],
+        *,
+        train: bool,
+    ) -> jax.Array:
+        """The B blocks of R sub-blocks with their residuals (module docstring), called from
+        ``__call__``'s compact scope with its conv + batch norm and activation factories."""
         earlier = [h]  # outputs a dense residual adds (prologue, then every block)
         for b in range(self.blocks):
             features, kernel, rate = self.filters[b], self.kernel_sizes[b], self.dropout[b]
@@ -393,15 +418,4 @@ class Jasper(nn.Module):
                     h = h + residual
                 h = activate(h, rate)
             earlier.append(h)
-        for i, (features, kernel, dilation) in enumerate(
-            zip(self.epilogue_filters, self.epilogue_kernels, self.epilogue_dilations, strict=True)
-        ):
-            h = conv_bn(features, kernel, f"epilogue{i}", dilation=dilation)(
-                h, valid, valid, train=train
-            )
-            h = activate(h, self.epilogue_dropout)
-        h = h * valid[..., None].astype(h.dtype)
-        logits = nn.Dense(self.num_outputs, kernel_init=kernel_init, dtype=compute, name="output")(
-            h
-        )
-        return logits.astype(jnp.float32), out_paddings
+        return h
