@@ -178,7 +178,9 @@ def readme_markdown(
     lines += [f"Run paths searched: {searched}.", ""]
     if data.overrides:
         lines += ["Cells' configs composed with: `" + " ".join(data.overrides) + "`.", ""]
-    lines += ["## Claims", "", verdict_table(claims), ""]
+    lines += ["## Claims", ""]
+    # A study judged elsewhere (e.g. per budget) has no claims here: say where they are.
+    lines += [verdict_table(claims), ""] if claims else [f"- {n}" for n in spec.notes] + [""]
     lines += [
         "Verdicts: `reproduced` (holds, effect compatible with the paper's), `reproduced "
         "qualitatively` (holds, effect clearly outside the paper's), `not reproduced`, "

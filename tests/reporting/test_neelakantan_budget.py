@@ -156,6 +156,9 @@ def test_cli_writes_figure_table_and_claims_per_budget(tmp_path: Path) -> None:
     assert row.count("not run") == 2  # the batch 64 budgets
     claim1 = next(line for line in table.splitlines() if line.startswith("| 1 "))
     assert "reproduced (+39.9 [" in claim1
+    # This directory has no headline claims: its README points to where the verdicts are.
+    claims_section = (out / "README.md").read_text().split("## Claims")[1].split("## Files")[0]
+    assert "budget_claims.json" in claims_section and "| claim |" not in claims_section
 
 
 def test_budgets_are_the_configs() -> None:
