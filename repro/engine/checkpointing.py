@@ -23,7 +23,9 @@ its manifest before handing the step to Orbax: a damaged step is skipped without
 because a failed Orbax read leaves TensorStore completing the step's other reads after
 Orbax's event loop closed, each printing an "Event loop is closed" traceback from a thread no
 Python hook sees. A step without a manifest (killed between commit and manifest) is read and
-verified by its digest as before.
+verified by its digest as before; the late callbacks of such a read that do reach Python's
+unraisable hook (object None, "Event loop is closed" from `call_soon_threadsafe`), possibly
+after `restore` returned, are dropped by a hook installed with the first `Checkpointer`.
 
 Failures to save (disk full, permissions) never end a run: each is logged as one line naming
 the checkpoint directory and the cause, the run goes on (a resume starts from the last step
@@ -42,7 +44,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -160,6 +162,44 @@ def _quiet_failed_reads() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
+def _is_late_read_callback(unraisable: Any) -> bool:
+    """TensorStore completing a failed step's read after Orbax closed its event loop: its
+    thread's callback to `call_soon_threadsafe` raises, and Python reports it with no object."""
+    error = unraisable.exc_value
+    if unraisable.object is not None or not isinstance(error, RuntimeError):
+        return False
+    if str(error) != "Event loop is closed":
+        return False
+    tb = unraisable.exc_traceback
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "call_soon_threadsafe" and "asyncio" in Path(code.co_filename).parts:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class _DropLateReadCallbacks:
+    """An unraisable hook that drops late read callbacks and hands on everything else."""
+
+    def __init__(self, previous: Callable[[Any], None]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if not _is_late_read_callback(unraisable):
+            self.previous(unraisable)
+
+
+def quiet_late_read_callbacks() -> None:
+    """Drop the "Event loop is closed" reports of a failed read's late callbacks (idempotent).
+
+    Installed for the life of the process, not around `restore`: the callbacks arrive from
+    TensorStore's threads whenever their reads finish, which can be after `restore` returned.
+    """
+    if not isinstance(sys.unraisablehook, _DropLateReadCallbacks):
+        sys.unraisablehook = _DropLateReadCallbacks(sys.unraisablehook)
+
+
 def _drop_reported(record: logging.LogRecord) -> bool:
     return not _reported_elsewhere(record)
 
@@ -177,6 +217,7 @@ class Checkpointer:
 
     def __init__(self, directory: Path, max_to_keep: int = 2, async_save: bool = True) -> None:
         quiet_orbax_error_logs()
+        quiet_late_read_callbacks()
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
