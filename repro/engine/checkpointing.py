@@ -127,12 +127,14 @@ def describe_cause(error: BaseException) -> str:
     return first if len(first) <= MAX_CAUSE_CHARS else f"{first[:MAX_CAUSE_CHARS]}..."
 
 
-def _through_orbax(tb: TracebackType | None) -> bool:
+def _codes(tb: TracebackType | None) -> Iterator[Any]:
     while tb is not None:
-        if "orbax" in tb.tb_frame.f_code.co_filename:
-            return True
+        yield tb.tb_frame.f_code
         tb = tb.tb_next
-    return False
+
+
+def _through_orbax(tb: TracebackType | None) -> bool:
+    return any("orbax" in code.co_filename for code in _codes(tb))
 
 
 def _reported_elsewhere(record: logging.LogRecord) -> bool:
@@ -170,13 +172,10 @@ def _is_late_read_callback(unraisable: Any) -> bool:
         return False
     if str(error) != "Event loop is closed":
         return False
-    tb = unraisable.exc_traceback
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name == "call_soon_threadsafe" and "asyncio" in Path(code.co_filename).parts:
-            return True
-        tb = tb.tb_next
-    return False
+    return any(
+        code.co_name == "call_soon_threadsafe" and "asyncio" in Path(code.co_filename).parts
+        for code in _codes(unraisable.exc_traceback)
+    )
 
 
 class _DropLateReadCallbacks:
